@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,6 +309,45 @@ def _as_list(x):
     if x is None:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+@contextmanager
+def attention_implementation(model, name: str | None):
+    """Run every sub-model of ``model`` that supports attention ``name`` on it inside the block.
+
+    ``name`` is a transformers attention implementation ("sdpa", "eager", ...);
+    ``None`` changes nothing. A sub-model that cannot switch (no dynamic
+    dispatch, or no support for ``name``) keeps what it was loaded with. The
+    previous implementations are restored on exit, even after an error.
+    Yields the names of the configs that were switched.
+    """
+    from transformers import PreTrainedModel
+
+    changed: list[tuple[object, str | None]] = []
+    names: list[str] = []
+    seen: set[int] = set()
+    try:
+        if name is not None:
+            for module in model.modules():
+                if not isinstance(module, PreTrainedModel) or id(module.config) in seen:
+                    continue
+                seen.add(id(module.config))
+                cfg = module.config
+                if cfg._attn_implementation == name:
+                    continue
+                try:
+                    ok = (module._can_set_attn_implementation()
+                          and module.get_correct_attn_implementation(name) == name)
+                except (ValueError, ImportError):
+                    ok = False
+                if ok:
+                    changed.append((cfg, cfg._attn_implementation_internal))
+                    cfg._attn_implementation_internal = name
+                    names.append(type(module).__name__)
+        yield names
+    finally:
+        for cfg, old in reversed(changed):
+            cfg._attn_implementation_internal = old
 
 
 # ------------------------------------------------------------------------- load

@@ -107,6 +107,7 @@ def check_image_gradients(vlm, size, question: str = "what is this ?"):
     log-probability of the argmax next token must have a finite, non-zero
     gradient in the ORIGINAL pixels.
     """
+    from ..models import attention_implementation
     from ..pixels import image_tensor
 
     image = smooth_image(*size)
@@ -127,6 +128,11 @@ def check_image_gradients(vlm, size, question: str = "what is this ?"):
     torch.log_softmax(logits, -1).max().backward()
     g = x.grad
     assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, "no image gradient"
+    # heatmaps optimise on SDPA kernels (HeatmapConfig.attn_implementation): same numbers
+    with torch.no_grad(), attention_implementation(vlm.model, "sdpa"):
+        fast = vlm.model(**{**prepared.inputs, **got}).logits[0, -1].float()
+    diff = (fast - logits.detach()).abs().max()
+    assert diff <= 1e-3 * (1 + logits.detach().abs().max()), f"sdpa changes the logits by {diff:.3g}"
 
 
 def check_ablation(vlm, prepared):
