@@ -16,9 +16,11 @@ The pieces, each usable alone:
   as a function of a batch of images (log_softmax in float32, logits only at
   the selected rows);
 - ``igos``: the optimisation (integrated-gradient deletion and insertion
-  terms, L1 + bilateral TV + decaying L2, Nesterov steps). Path points are
-  run in chunks with a backward per chunk, so at most ``chunk`` path graphs
-  are alive at once (the reference keeps all of them);
+  terms, L1 + bilateral TV + decaying L2, Nesterov steps). The path images
+  run in batches of at most ``batch`` with a backward per batch, so at most
+  ``batch`` path graphs are alive at once (the reference keeps all of them).
+  Each path image draws its noise from its own seed, so the mask does not
+  depend on ``batch``; a batch that runs out of memory is split and rerun;
 - ``faithfulness``: deletion and insertion curves and scores (20 cells a step);
 - ``gradient_saliency`` and ``attention_saliency``: simple baselines;
 - ``plausibility``: pointing game and mass in a ground-truth mask.
@@ -32,13 +34,14 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import at_least_float32
+from .models import at_least_float32, attention_implementation
 from .pixels import image_tensor
 
 STOP_WORDS = ("the", "and", "of", "a", "an", "this", "that", "is", "with")
@@ -69,7 +72,8 @@ class HeatmapConfig:
     threshold: float = 1.0  # token selection: log-prob gain over the baseline
     single_token_ratio: float = 0.5  # single-token answers: keep when p(y|B) <= ratio * p(y|I)
     drop_first: bool = True
-    chunk: int = 2  # path points per backward: 2 keeps peak memory < half the reference's (docs/performance.md)
+    batch: int = 8  # path images per forward + backward (a speed/memory knob: the mask does not depend on it)
+    attn_implementation: str | None = "sdpa"  # attention kernels while optimising; None = as loaded
     seed: int = 0
 
     def __post_init__(self):
@@ -77,11 +81,23 @@ class HeatmapConfig:
             raise ValueError(f"method must be 'igos+' or 'igos++', not {self.method!r}")
         if self.baseline not in ("blur", "black", "noise"):
             raise ValueError(f"baseline must be 'blur', 'black' or 'noise', not {self.baseline!r}")
-        for name in ("size", "ig_iter", "chunk"):
+        for name in ("size", "ig_iter", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeatmapConfig":
+        """From ``asdict`` output, also of files written before ``batch`` replaced ``chunk``."""
+        d = dict(d)
+        if "chunk" in d:  # path points per backward: 2 (iGOS+) or 4 (iGOS++) images each
+            chunk = d.pop("chunk")
+            d.setdefault("batch", chunk * (2 if d.get("method", "igos+") == "igos+" else 4))
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown heatmap settings: {sorted(unknown)}")
+        return cls(**d)
 
     @classmethod
     def reference_args(cls, **kw) -> "HeatmapConfig":
@@ -173,19 +189,29 @@ class Objective:
             raise IndexError(f"positions {self.positions.tolist()} outside an answer of "
                              f"{len(self.answer_ids)} tokens")
         n = prepared.input_ids.shape[1]
-        self.inputs = vlm.adapter.extend_inputs(prepared.inputs, self.answer_ids[None].to(vlm.device))
+        # causal model: answer tokens after the last scored one change nothing, so they are left out
+        needed = self.answer_ids[:int(self.positions.max())]
+        self.inputs = vlm.adapter.extend_inputs(prepared.inputs, needed[None].to(vlm.device))
         self.rows = (n - 1 + self.positions).to(vlm.device)
         self.targets = self.answer_ids[self.positions].to(vlm.device)
         self.forwards = 0  # images run through the model (for benchmarks)
 
     def logprobs(self, images: torch.Tensor, noise: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, seeds=None) -> torch.Tensor:
+        """``[B, n_positions]`` log-probabilities; ``noise``: Gaussian std added to the model's
+        (normalised) pixel inputs, drawn from ``generator`` in batch order, or with ``seeds``
+        (one int per image) from a generator of each image's own."""
         adapter = self.vlm.adapter
         pix = [adapter.pixel_inputs(img, self.inputs) for img in images]
         if noise:
-            pix = [{k: (v + noise * torch.randn(v.shape, generator=generator, device=v.device,
+            if seeds is not None and len(seeds) != len(pix):
+                raise ValueError(f"{len(seeds)} seeds for {len(pix)} images")
+            gens = ([torch.Generator(device=images.device).manual_seed(int(sd)) for sd in seeds]
+                    if seeds is not None else [generator] * len(pix))
+            pix = [{k: (v + noise * torch.randn(v.shape, generator=g, device=v.device,
                                                 dtype=torch.float32).to(v.dtype)
-                        if v.is_floating_point() else v) for k, v in p.items()} for p in pix]
+                        if v.is_floating_point() else v) for k, v in p.items()}
+                   for p, g in zip(pix, gens)]
         batch = _batched(self.inputs, pix)
         logits = self.vlm.model(**batch, logits_to_keep=self.rows).logits  # [B, n_pos, V]
         self.forwards += len(images)
@@ -369,54 +395,121 @@ class Heatmap:
             meta = f.metadata()
             tensors = {k: f.get_tensor(k).numpy() for k in f.keys()}
         return cls(mask=tensors.get("mask"), selection=Selection(**json.loads(meta["selection"])),
-                   config=HeatmapConfig(**json.loads(meta["config"])),
+                   config=HeatmapConfig.from_dict(json.loads(meta["config"])),
                    image_size=tuple(json.loads(meta["image_size"])),
                    masks={k[5:]: v for k, v in tensors.items() if k.startswith("mask_")},
                    trace=json.loads(meta["trace"]), forwards=int(meta["forwards"]))
 
 
+def noise_seed(seed: int, iteration: int, term: int, k: int) -> int:
+    """The seed of one path image's noise: a hash of (config seed, iteration, term, path point).
+
+    Every path image draws from its own generator, so the mask is the same
+    whatever ``batch`` splits the images into (and after an out-of-memory
+    retry); ``term`` indexes ``_terms``.
+    """
+    return int(np.random.SeedSequence([seed, iteration, term, k]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _terms(masks: dict) -> list[tuple[str, str, float]]:
+    """(kind, mask, weight) of each integrated-gradient term: iGOS+ one mask; iGOS++ two and their product."""
+    if "single" in masks:
+        return [("deletion", "single", 1.0), ("insertion", "single", 1.0)]
+    return [("deletion", "deletion", 0.5), ("deletion", "both", 0.5),
+            ("insertion", "insertion", 0.5), ("insertion", "both", 0.5)]
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator running out of memory (CUDA, MPS or CPU)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, (oom, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
+
+
+def _balanced(remaining: int, batch: int) -> int:
+    """Size of the next batch: as many calls as ``batch`` needs, sizes differing by at most one."""
+    calls = -(-remaining // batch)
+    return -(-remaining // calls)
+
+
 def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, masks: dict,
-                  config: HeatmapConfig, generator: torch.Generator | None = None) -> dict:
+                  config: HeatmapConfig, iteration: int = 0, state: dict | None = None) -> dict:
     """Accumulate the gradient of the integrated deletion-minus-insertion term into ``masks``.
 
     ``masks``: {"single": M} (iGOS+) or {"deletion": Md, "insertion": Mi}
-    (iGOS++), leaf tensors ``[size, size]`` with ``requires_grad``. Runs the
-    ``ig_iter`` path points ``chunk`` at a time and calls ``backward`` per
-    chunk. Returns the terms' values ``{"deletion": D, "insertion": I}``.
+    (iGOS++), leaf tensors ``[size, size]`` with ``requires_grad``. The
+    ``ig_iter`` path images of every term (2 terms for iGOS+, 4 for iGOS++)
+    run at most ``config.batch`` at a time in balanced batches, with a
+    ``backward`` per batch. Noise: one seed per path image
+    (``noise_seed(config.seed, iteration, term, k)``). A batch that runs out
+    of memory is rerun in halves (the gradients it had added are restored
+    first) and the smaller size is kept in ``state["batch"]`` for later calls.
+    Returns the terms' values ``{"deletion": D, "insertion": I}``.
     """
     n = config.ig_iter
     h, w = image.shape[-2:]
+    terms = _terms(masks)
+    todo = [(t, k) for t in range(len(terms)) for k in range(1, n + 1)]  # deletion first, as the reference
+    state = state if state is not None else {}
+    batch = state.setdefault("batch", config.batch)
     totals = {"deletion": 0.0, "insertion": 0.0}
-    for start in range(0, n, config.chunk):
-        ks = torch.arange(start + 1, min(start + config.chunk, n) + 1, device=image.device,
-                          dtype=image.dtype) / n
-        alphas = ks[:, None, None, None]
-        if "single" in masks:
-            up = upsample(masks["single"], h, w)[None, None]
-            pairs = [("deletion", up, 1.0), ("insertion", up, 1.0)]
-        else:
-            ud = upsample(masks["deletion"], h, w)[None, None]
-            ui = upsample(masks["insertion"], h, w)[None, None]
-            both = upsample(masks["deletion"] * masks["insertion"], h, w)[None, None]
-            pairs = [("deletion", ud, 0.5), ("deletion", both, 0.5),
-                     ("insertion", ui, 0.5), ("insertion", both, 0.5)]
-        images, signs, which = [], [], []
-        for kind, up, weight in pairs:
-            wgt = alphas * up  # [c, 1, H, W]
-            if kind == "deletion":
-                images.append(image * wgt + baseline * (1 - wgt))
-                signs.append(weight)
-            else:
-                images.append(baseline * wgt + image * (1 - wgt))
-                signs.append(-weight)
-            which.append(kind)
-        s = obj.score(torch.cat(images), noise=config.noise, generator=generator)
-        s = s.reshape(len(pairs), -1).sum(-1) / n  # per pair: this chunk's share of the mean
-        loss = sum(sign * v for sign, v in zip(signs, s))
-        loss.backward()
-        for kind, sign, v in zip(which, signs, s.detach()):
-            totals[kind] += abs(sign) * float(v)
+    pos = 0
+    while pos < len(todo):
+        size = _balanced(len(todo) - pos, batch)
+        part = todo[pos:pos + size]
+        before = {key: None if m.grad is None else m.grad.clone() for key, m in masks.items()}
+        try:
+            values = _path_batch(obj, image, baseline, masks, terms, part, config, iteration, (h, w))
+        except Exception as e:  # noqa: BLE001 - only memory errors are handled; the rest re-raised
+            if not out_of_memory(e) or size == 1:
+                raise
+            for key, m in masks.items():
+                m.grad = before[key]
+            batch = state["batch"] = max(1, size // 2)
+            state["retries"] = state.get("retries", 0) + 1
+            del e
+            _free_memory(image.device)
+            warnings.warn(f"out of memory with {size} path images in a batch: continuing with "
+                          f"{batch} (the mask does not change)", RuntimeWarning, stacklevel=2)
+            continue
+        for (t, _), v in zip(part, values):
+            totals[terms[t][0]] += terms[t][2] * v / n
+        pos += size
     return totals
+
+
+def _path_batch(obj, image, baseline, masks, terms, part, config, iteration, hw) -> list[float]:
+    """Forward and backward of one batch of path images ``part`` [(term, k)]; their scores."""
+    n = config.ig_iter
+    ups = {}
+    for key in {terms[t][1] for t, _ in part}:
+        m = masks["deletion"] * masks["insertion"] if key == "both" else masks[key]
+        ups[key] = upsample(m, *hw)[None]  # [1, H, W]
+    images, coefs = [], []
+    for t, k in part:
+        kind, key, weight = terms[t]
+        wgt = (k / n) * ups[key]
+        if kind == "deletion":
+            images.append(image * wgt + baseline * (1 - wgt))
+            coefs.append(weight / n)
+        else:
+            images.append(baseline * wgt + image * (1 - wgt))
+            coefs.append(-weight / n)
+    seeds = [noise_seed(config.seed, iteration, t, k) for t, k in part]
+    s = obj.score(torch.stack(images), noise=config.noise, seeds=seeds)  # [b]
+    (s * torch.tensor(coefs, dtype=s.dtype, device=s.device)).sum().backward()
+    return s.detach().double().cpu().tolist()
+
+
+def _free_memory(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
@@ -444,8 +537,7 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
     masks = {k: torch.ones(config.size, config.size, device=image.device, requires_grad=True)
              for k in names}
     theta_prev = {k: m.detach().clone() for k, m in masks.items()}
-    gen = torch.Generator(device=image.device).manual_seed(config.seed)
-    trace, history = [], []
+    trace, history, state = [], [], {"batch": config.batch}
     params = [p for p in vlm.model.parameters() if p.requires_grad]
     for p in params:  # only the mask needs gradients: no weight-gradient work or memory
         p.requires_grad_(False)
@@ -453,11 +545,13 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
         from tqdm.auto import tqdm
 
         for it in tqdm(range(config.iterations), desc="iGOS", disable=not progress):
-            terms = path_gradient(obj, image, baseline, masks, config, gen)
+            with attention_implementation(vlm.model, config.attn_implementation):
+                terms = path_gradient(obj, image, baseline, masks, config, it, state)
             combined = masks["single"] if "single" in masks else masks["deletion"] * masks["insertion"]
             l1, btv, l2 = regulariser(combined, image, config, it)
             (l1 + btv + l2).backward()
-            trace.append({**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item()})
+            trace.append({**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item(),
+                          "batch": state["batch"]})
             e = it / (it + config.momentum)
             with torch.no_grad():
                 for k, m in masks.items():
