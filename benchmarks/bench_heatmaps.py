@@ -7,41 +7,42 @@ model's weights keep ``requires_grad=True`` as Hugging Face loads them (so
 every backward also computes weight gradients), and it takes the logits of
 the whole sequence, a log_softmax over all of them, then picks the selected
 rows. ``reference_igos`` below does exactly that, with the SAME maths as
-``heatmaps.igos`` (same blend, ``heatmaps.regulariser``, Nesterov update and
-noise formula). Ours runs the path points ``chunk`` at a time with the
-deletion and insertion images in one batch and a backward per chunk, frozen
-weights, and logits only at the selected rows.
+``heatmaps.igos`` (same blend, ``heatmaps.regulariser``, Nesterov update,
+noise formula and per-path-image noise seeds ``heatmaps.noise_seed``) and the
+SAME attention kernels (``HeatmapConfig.attn_implementation``, SDPA by
+default), so the comparison measures the algorithm, not the kernels. Ours
+runs the 2N path images ``batch`` at a time in balanced batches with a
+backward per batch, frozen weights, logits only at the selected rows.
 
 Measured in one run, on a few synthetic-world questions the model answers
 right (``--questions``), at the README settings (the ``HeatmapConfig``
 defaults: size 32, 5 iterations, ig_iter 10, ...):
 
-- seconds per heatmap, every variant (ours at each ``--chunks`` value, the
-  default chunk included, and the reference) interleaved (A B ... B A) after a
-  warm-up, median of all repeats x questions; ratio reference / ours.
+- seconds per heatmap, every variant (ours at each ``--batches`` value, the
+  default batch included, and the reference) interleaved (A B ... B A) after
+  a warm-up, median of all repeats x questions; ratio reference / ours.
   Target: at least 3x.
 - peak memory of one heatmap. CUDA: ``torch.cuda.max_memory_allocated`` above
-  the resting model after ``reset_peak_memory_stats``. CPU: (i) the peak of
-  the bytes held by autograd (saved tensors, counted per storage while they
-  are alive, the model's own weights excluded, plus parameter gradients once
-  accumulated), via ``torch.autograd.graph.saved_tensors_hooks``; (ii) unless
-  ``--no-rss``, peak-RSS growth of one heatmap in a fresh subprocess per
-  variant. Target: ours at most half the reference.
+  the resting model after ``reset_peak_memory_stats``. CPU: (i) "allocated":
+  the peak of all CPU tensor memory alive at once above what existed before
+  (the model's weights), from the PyTorch profiler's memory timeline, which
+  counts every allocation and free, transient temporaries included (the CPU
+  analogue of the CUDA figure; the target is judged on it); (ii) "autograd":
+  the peak of the bytes held by autograd (saved tensors, per storage, plus
+  parameter gradients), via ``torch.autograd.graph.saved_tensors_hooks``;
+  (iii) unless ``--no-rss``, peak-RSS growth of one heatmap in a fresh
+  subprocess per variant (includes the allocator's caching). Target: ours at
+  most half the reference.
 - mask agreement: Spearman rank correlation of ours' and the reference's
-  32x32 masks for the same question. With ``noise=0`` for every chunk; with
-  the default noise only where both draw identical noise: the reference draws
-  one Gaussian per path image, deletion 1..N then insertion 1..N, from a
-  generator seeded like ours, which is ours' order when chunk >= ig_iter
-  (smaller chunks interleave deletion and insertion per chunk, so their
-  default-noise correlation is also printed, marked "other draws").
-  Target: >= 0.99.
+  32x32 masks for the same question, with ``noise=0`` and with the default
+  noise (identical draws: each path image has its own seed). Target: >= 0.99.
 
 With ``--llava7b-config`` and a CUDA device, one heatmap (ours, then the
 reference if it fits in memory) of a random-weight LLaVA-1.5-7B-shaped model,
 and the FLOP lower bound for the given ``--peak-tflops``. That path has not
 run on the machine where this script was written (no GPU).
 
-    .venv/bin/python benchmarks/bench_heatmaps.py --model organism --threads 1 --out bench-heatmaps.json
+    .venv/bin/python benchmarks/bench_heatmaps.py --model organism --out bench-heatmaps.json
 
 Timings are not tests: tests/test_benchmarks.py only checks that this script
 runs end to end.
@@ -74,22 +75,25 @@ import bench_attention as BA  # noqa: E402  (machine facts, interleaved timing, 
 SPEED_TARGET = 3.0  # reference / ours, at least
 MEMORY_TARGET = 0.5  # ours / reference peak memory, at most
 AGREEMENT_TARGET = 0.99  # Spearman rank correlation of the masks, at least
-CHUNKS = (1, 2, 5, 10)
+BATCHES = (2, 4, 6, 8, 10, 20)
 REFERENCE = "reference"
 
 
 # ------------------------------------------------------------ the reference's way
-def _reference_score(vlm, obj, image: torch.Tensor, noise: float, generator) -> torch.Tensor:
+def _reference_score(vlm, obj, image: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
     """S(image) for ONE image: full logits over the sequence, log_softmax, pick the selected rows."""
     from vlmscope.heatmaps import _batched
     from vlmscope.models import at_least_float32
 
-    pix = vlm.adapter.pixel_inputs(image, obj.inputs)
+    # the whole answer teacher-forced (ours leaves out the tokens after the last scored one)
+    inputs = vlm.adapter.extend_inputs(obj.prepared.inputs, obj.answer_ids[None].to(vlm.device))
+    pix = vlm.adapter.pixel_inputs(image, inputs)
     if noise:  # the formula of Objective.logprobs, one draw per floating entry in dict order
-        pix = {k: (v + noise * torch.randn(v.shape, generator=generator, device=v.device,
+        gen = torch.Generator(device=image.device).manual_seed(seed)
+        pix = {k: (v + noise * torch.randn(v.shape, generator=gen, device=v.device,
                                            dtype=torch.float32).to(v.dtype)
                    if v.is_floating_point() else v) for k, v in pix.items()}
-    logits = vlm.model(**_batched(obj.inputs, [pix])).logits  # [1, T, V]: every position
+    logits = vlm.model(**_batched(inputs, [pix])).logits  # [1, T, V]: every position
     logp = torch.log_softmax(at_least_float32(logits), dim=-1)[0]  # [T, V]
     obj.forwards += 1
     return logp[obj.rows].gather(-1, obj.targets[:, None])[:, 0].sum()
@@ -104,9 +108,11 @@ def reference_igos(vlm, prepared, selection, config=None, baseline: torch.Tensor
     Weights keep ``requires_grad=True`` (as loaded), so each backward also
     accumulates weight gradients (never zeroed during the run; cleared at the
     end). Maths identical to ``heatmaps.igos``: blend phi, noise formula and
-    seeding, ``heatmaps.regulariser``, Nesterov step with clipping.
+    per-image seeds, ``heatmaps.regulariser``, Nesterov step with clipping;
+    attention kernels of ``config.attn_implementation`` as ours.
     """
     from vlmscope import heatmaps as H
+    from vlmscope.models import attention_implementation
     from vlmscope.pixels import image_tensor
 
     config = config or H.HeatmapConfig()
@@ -119,35 +125,31 @@ def reference_igos(vlm, prepared, selection, config=None, baseline: torch.Tensor
     n, (h, w) = config.ig_iter, image.shape[-2:]
     mask = torch.ones(config.size, config.size, device=image.device, requires_grad=True)
     theta_prev = mask.detach().clone()
-    gen = torch.Generator(device=image.device).manual_seed(config.seed)
     params = list(vlm.model.parameters())
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(True)  # as Hugging Face loads them
     try:
-        for it in range(config.iterations):
-            up = H.upsample(mask, h, w)
-            scores = []
-            for k in range(1, n + 1):  # deletion: N graphs alive, then one backward
-                wgt = (k / n) * up
-                scores.append(_reference_score(vlm, obj, image * wgt + baseline * (1 - wgt),
-                                               config.noise, gen))
-            torch.stack(scores).mean().backward()
-            up = H.upsample(mask, h, w)  # the graph above was freed by backward
-            scores = []
-            for k in range(1, n + 1):  # insertion: the same
-                wgt = (k / n) * up
-                scores.append(_reference_score(vlm, obj, baseline * wgt + image * (1 - wgt),
-                                               config.noise, gen))
-            (-torch.stack(scores).mean()).backward()
-            l1, btv, l2 = H.regulariser(mask, image, config, it)
-            (l1 + btv + l2).backward()
-            e = it / (it + config.momentum)
-            with torch.no_grad():
-                theta = mask - config.lr * mask.grad
-                mask.copy_((theta + e * (theta - theta_prev)).clamp(0, 1))
-                theta_prev = theta
-                mask.grad = None
+        with attention_implementation(vlm.model, config.attn_implementation):
+            for it in range(config.iterations):
+                for term, sign in ((0, 1.0), (1, -1.0)):  # deletion, then insertion
+                    up = H.upsample(mask, h, w)  # (again: the previous backward freed the graph)
+                    scores = []
+                    for k in range(1, n + 1):  # N graphs alive, then one backward
+                        wgt = (k / n) * up
+                        x = image * wgt + baseline * (1 - wgt) if term == 0 else \
+                            baseline * wgt + image * (1 - wgt)
+                        scores.append(_reference_score(vlm, obj, x, config.noise,
+                                                       H.noise_seed(config.seed, it, term, k)))
+                    (sign * torch.stack(scores).mean()).backward()
+                l1, btv, l2 = H.regulariser(mask, image, config, it)
+                (l1 + btv + l2).backward()
+                e = it / (it + config.momentum)
+                with torch.no_grad():
+                    theta = mask - config.lr * mask.grad
+                    mask.copy_((theta + e * (theta - theta_prev)).clamp(0, 1))
+                    theta_prev = theta
+                    mask.grad = None
     finally:
         for p, f in zip(params, flags):
             p.grad = None
@@ -163,10 +165,10 @@ def ours_igos(vlm, case, config) -> np.ndarray:
 
 
 def run_variant(vlm, case, name: str, config) -> np.ndarray:
-    """One heatmap of ``case``: ``"reference"`` or ``"chunk=<c>"`` (ours)."""
+    """One heatmap of ``case``: ``"reference"`` or ``"batch=<b>"`` (ours)."""
     if name == REFERENCE:
         return reference_igos(vlm, case.prepared, case.selection, config, case.baseline)
-    return ours_igos(vlm, case, dataclasses.replace(config, chunk=int(name.split("=")[1])))
+    return ours_igos(vlm, case, dataclasses.replace(config, batch=int(name.split("=")[1])))
 
 
 # ----------------------------------------------------------------------- cases
@@ -322,11 +324,46 @@ class AutogradBytes:
         return False
 
 
-def measure_memory(vlm, case, config, variants) -> dict:
+def allocated_peak(fn, device: str = "cpu") -> int | None:
+    """Peak bytes of ``device`` tensor memory alive at once while ``fn()`` runs, above what
+    existed before (the resting model), from the PyTorch profiler's memory timeline (the
+    data behind ``export_memory_timeline``): every allocation and free, transient
+    temporaries included. None when this torch's profiler cannot tell."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    try:
+        from torch.profiler._memory_profiler import Action
+
+        with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                           record_shapes=True, with_stack=True) as prof:
+            fn()
+        timeline = prof._memory_profile().timeline
+    except Exception:  # noqa: BLE001 - an optional measurement; the others still run
+        return None
+    dev = torch.device(device)
+    current = peak = 0
+    before = set()  # what existed before is the base (its frees do not lower the count)
+    for _, action, (key, _version), nbytes in timeline:
+        if key.device != dev:
+            continue
+        if action == Action.PREEXISTING:
+            before.add(key)
+        elif action == Action.CREATE:
+            current += nbytes
+            peak = max(peak, current)
+        elif action == Action.DESTROY and key not in before:
+            current -= nbytes
+        # INCREMENT_VERSION: the same bytes, written again
+    return int(peak)
+
+
+def measure_memory(vlm, case, config, variants) -> tuple[dict, dict]:
     """Peak memory of one heatmap per variant (see the module docstring for the methods).
 
-    Returns ``(peaks, split)``; on CPU ``split`` holds, per variant, the peak of
-    the saved tensors alone and the parameter-gradient bytes.
+    Returns ``({measure: {variant: bytes}}, split)``: on CUDA one measure
+    ("cuda_peak_bytes"); on CPU "allocated_peak_bytes" (when the profiler can
+    tell) and "autograd_peak_bytes", with ``split`` holding, per variant, the
+    peak of the saved tensors alone and the parameter-gradient bytes.
     """
     out, split = {}, {}
     for v in variants:
@@ -338,15 +375,29 @@ def measure_memory(vlm, case, config, variants) -> dict:
             base = torch.cuda.memory_allocated()
             run_variant(vlm, case, v, config)
             torch.cuda.synchronize()
-            out[v] = torch.cuda.max_memory_allocated() - base
+            out.setdefault("cuda_peak_bytes", {})[v] = torch.cuda.max_memory_allocated() - base
             for p in vlm.model.parameters():
                 p.grad = None
         else:
             with AutogradBytes(vlm.model) as acc:
                 run_variant(vlm, case, v, config)
-            out[v] = acc.peak
+            out.setdefault("autograd_peak_bytes", {})[v] = acc.peak
             split[v] = {"saved_tensors_peak": acc.saved_peak, "parameter_grads": acc.grads}
+            gc.collect()
+            peak = allocated_peak(lambda v=v: run_variant(vlm, case, v, config))
+            if peak is not None:
+                out.setdefault("allocated_peak_bytes", {})[v] = peak
+    if "allocated_peak_bytes" in out and len(out["allocated_peak_bytes"]) < len(variants):
+        del out["allocated_peak_bytes"]  # all or nothing: ratios need both sides
     return out, split
+
+
+def primary_memory(memory: dict) -> str:
+    """The measure the memory target is judged on: CUDA's, else allocated, else autograd bytes."""
+    for key in ("cuda_peak_bytes", "allocated_peak_bytes", "autograd_peak_bytes"):
+        if key in memory:
+            return key
+    raise KeyError("no memory measure")
 
 
 def rss_child(model: str, variant: str, config, threads: int | None, any_answer: bool) -> dict:
@@ -362,8 +413,8 @@ def rss_child(model: str, variant: str, config, threads: int | None, any_answer:
         torch.set_num_threads(threads)
     vlm = vlmscope.load(model, device="cpu")
     case = pick_cases(vlm, 1, config=config, any_answer=any_answer)[0]
-    small = dataclasses.replace(config, iterations=1, ig_iter=1, chunk=1)
-    for warm in (REFERENCE, "chunk=1"):
+    small = dataclasses.replace(config, iterations=1, ig_iter=1, batch=1)
+    for warm in (REFERENCE, "batch=1"):
         run_variant(vlm, case, warm, small)
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
@@ -399,14 +450,17 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def agreement(vlm, cases, config, variants, noisy_masks: dict) -> dict:
-    """Rank correlation (and max |difference|) of each ours variant's masks with the reference's."""
+    """Rank correlation (and max |difference|) of each ours variant's masks with the reference's.
+
+    Without noise and with the default noise: both draw each path image's
+    noise from the same seed, so the default-noise masks are comparable too.
+    """
     quiet = dataclasses.replace(config, noise=0.0)
     ref0 = [run_variant(vlm, c, REFERENCE, quiet) for c in cases]
     out = {}
     for v in variants:
         if v == REFERENCE:
             continue
-        chunk = int(v.split("=")[1])
         m0 = [run_variant(vlm, c, v, quiet) for c in cases]
         mn = noisy_masks[v]
         out[v] = {"spearman_noise0": [spearman(a, b) for a, b in zip(m0, ref0)],
@@ -415,11 +469,8 @@ def agreement(vlm, cases, config, variants, noisy_masks: dict) -> dict:
                                              zip(mn, noisy_masks[REFERENCE])],
                   "max_abs_diff_default_noise": [float(np.abs(a - b).max()) for a, b in
                                                  zip(mn, noisy_masks[REFERENCE])],
-                  "same_noise_draws": chunk >= config.ig_iter,
                   "cells_moved_noise0": [int((b < 1).sum()) for b in ref0]}
-        same = out[v]["spearman_noise0"] + (out[v]["spearman_default_noise"]
-                                           if out[v]["same_noise_draws"] else [])
-        out[v]["min_spearman"] = min(same)
+        out[v]["min_spearman"] = min(out[v]["spearman_noise0"] + out[v]["spearman_default_noise"])
     return out
 
 
@@ -485,8 +536,8 @@ def bench_llava7b(config, peak_tflops: float, reference: bool = True) -> dict:
     case = Case(qs[0].text, qs[0].answer, "", prepared, sel, baseline)
     out = {"dtype": str(big.dtype), "case": case.facts(),
            "flop_bound": flop_bound(big, prepared, len(ids), len(sel.positions), config, peak_tflops)}
-    small = dataclasses.replace(config, iterations=1, ig_iter=1, chunk=1)
-    names = [f"chunk={config.chunk}"] + ([REFERENCE] if reference else [])
+    small = dataclasses.replace(config, iterations=1, ig_iter=1, batch=2)
+    names = [f"batch={config.batch}"] + ([REFERENCE] if reference else [])
     for v in names:
         try:
             run_variant(big, case, v, small)  # warm-up
@@ -521,28 +572,28 @@ def table(results: dict) -> str:
     """A markdown table of the organism figures (and the 7B ones, when run)."""
     sp, mem, ag = results["speed"], results["memory"], results["agreement"]
     rss = results.get("peak_rss_delta_bytes", {})
-    key = "cuda_peak_bytes" if "cuda_peak_bytes" in mem else "autograd_peak_bytes"
-    ref_mem = mem[key][REFERENCE]
-    head = ["variant", "s / heatmap", "ref / ours", f"peak ({key[:-6]})", "ours / ref"]
-    if "skipped" not in rss and rss:
-        head += ["peak-RSS growth", "ours / ref"]
+    columns = [(k, k[:-len("_peak_bytes")]) for k in
+               ("cuda_peak_bytes", "allocated_peak_bytes", "autograd_peak_bytes") if k in mem]
+    if rss and "skipped" not in rss:
+        columns.append((None, "peak-RSS growth"))
+    head = ["variant", "s / heatmap", "ref / ours"]
+    for _, label in columns:
+        head += [f"peak ({label})", "ours / ref"]
     head += ["rho (noise 0)", "rho (default noise)", "met"]
     rows = [head, ["---"] * len(head)]
     for v in results["variants"]:
-        m = mem[key][v]
         row = [v + (" (default)" if v == results["default_variant"] else ""),
                f"{sp['median_s'][v]:.3f}",
-               "—" if v == REFERENCE else f"{sp['speedup'][v]:.2f}x",
-               _mib(m), "—" if v == REFERENCE else f"{m / max(ref_mem, 1):.2f}"]
-        if "skipped" not in rss and rss:
-            row += [_mib(rss[v]), "—" if v == REFERENCE else f"{rss[v] / max(rss[REFERENCE], 1):.2f}"]
+               "—" if v == REFERENCE else f"{sp['speedup'][v]:.2f}x"]
+        for key, _ in columns:
+            vals = mem[key] if key else rss
+            row += [_mib(vals[v]), "—" if v == REFERENCE else f"{vals[v] / max(vals[REFERENCE], 1):.2f}"]
         if v == REFERENCE:
             row += ["—", "—", ""]
         else:
             a = ag[v]
-            noisy = f"{min(a['spearman_default_noise']):.4f}" + (
-                "" if a["same_noise_draws"] else " (other draws)")
-            row += [f"{min(a['spearman_noise0']):.4f}", noisy, str(results["met"][v]["all"])]
+            row += [f"{min(a['spearman_noise0']):.4f}", f"{min(a['spearman_default_noise']):.4f}",
+                    str(results["met"][v]["all"])]
         rows.append(row)
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     big = results.get("llava7b")
@@ -562,7 +613,7 @@ def table(results: dict) -> str:
 
 
 # ------------------------------------------------------------------------- run
-def run(model: str = "organism", device=None, config=None, chunks=CHUNKS, questions: int = 3,
+def run(model: str = "organism", device=None, config=None, batches=BATCHES, questions: int = 3,
         repeats: int = 5, warmup: int = 1, threads: int | None = None, rss: bool = True,
         any_answer: bool = False, do_profile: bool = False, llava7b: bool = False,
         peak_tflops: float = 989.0, seed: int = 0) -> dict:
@@ -575,21 +626,24 @@ def run(model: str = "organism", device=None, config=None, chunks=CHUNKS, questi
     config = config or H.HeatmapConfig()
     vlm = vlmscope.load(model, device=device)
     cases = pick_cases(vlm, questions, seed, config, any_answer)
-    chunks = sorted(set(chunks) | {config.chunk})
-    variants = [f"chunk={c}" for c in chunks] + [REFERENCE]
+    batches = sorted(set(batches) | {config.batch})
+    variants = [f"batch={b}" for b in batches] + [REFERENCE]
     speed, noisy = bench_speed(vlm, cases, config, variants, repeats, warmup)
-    mem_key = "cuda_peak_bytes" if vlm.device.type == "cuda" else "autograd_peak_bytes"
     peaks, split = measure_memory(vlm, cases[0], config, variants)
-    memory = {mem_key: peaks, "split": split,
-              "method": ("torch.cuda.max_memory_allocated above the resting model"
-                         if vlm.device.type == "cuda" else
-                         "peak bytes held by autograd: saved tensors (per storage, while alive, "
-                         "parameters excluded) + parameter gradients; transient temporaries not "
-                         "counted")}
+    mem_key = primary_memory(peaks)
+    methods = {"cuda_peak_bytes": "torch.cuda.max_memory_allocated above the resting model",
+               "allocated_peak_bytes": "peak CPU tensor bytes alive at once above the resting "
+                                       "model, every allocation and free (PyTorch profiler "
+                                       "memory timeline); transient temporaries included",
+               "autograd_peak_bytes": "peak bytes held by autograd: saved tensors (per storage, "
+                                      "while alive, parameters excluded) + parameter gradients; "
+                                      "transient temporaries not counted"}
+    memory = {**peaks, "split": split, "target_measure": mem_key,
+              "method": {k: methods[k] for k in peaks}}
     results = {"machine": BA.machine(), "device": str(vlm.device), "dtype": str(vlm.dtype),
                "model": model, "n_params": sum(p.numel() for p in vlm.model.parameters()),
                "config": dataclasses.asdict(config), "cases": [c.facts() for c in cases],
-               "variants": variants, "default_variant": f"chunk={config.chunk}",
+               "variants": variants, "default_variant": f"batch={config.batch}",
                "targets": {"speedup_min": SPEED_TARGET, "memory_ratio_max": MEMORY_TARGET,
                            "spearman_min": AGREEMENT_TARGET},
                "speed": speed, "memory": memory,
@@ -624,8 +678,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per question; median reported")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--chunks", type=int, nargs="+", default=list(CHUNKS),
-                    help="ours' chunk values to time (the HeatmapConfig default is always added)")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES),
+                    help="ours' batch values (path images per backward) to time (the "
+                         "HeatmapConfig default is always added)")
     ap.add_argument("--size", type=int, default=d.size, help="mask grid (README: 32)")
     ap.add_argument("--iterations", type=int, default=d.iterations, help="README: 5")
     ap.add_argument("--ig-iter", type=int, default=d.ig_iter, help="path points (README: 10)")
@@ -644,11 +699,11 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     config = dataclasses.replace(d, size=args.size, iterations=args.iterations, ig_iter=args.ig_iter)
     if args.rss_child:
-        config = HeatmapConfig(**json.loads(args.config_json)) if args.config_json else config
+        config = HeatmapConfig.from_dict(json.loads(args.config_json)) if args.config_json else config
         res = rss_child(args.model, args.rss_child, config, args.threads, args.any_answer)
         print(json.dumps(res))
         return res
-    results = run(args.model, args.device, config, args.chunks, args.questions, args.repeats,
+    results = run(args.model, args.device, config, args.batches, args.questions, args.repeats,
                   args.warmup, args.threads, rss=not args.no_rss, any_answer=args.any_answer,
                   do_profile=args.profile, llava7b=args.llava7b_config,
                   peak_tflops=args.peak_tflops, seed=args.seed)
@@ -656,7 +711,9 @@ def main(argv=None) -> dict:
     print(f"model {results['model']} ({results['n_params']:,} parameters, {results['dtype']}), "
           f"{len(results['cases'])} questions x {results['speed']['repeats']} repeats; "
           f"size {config.size}, iterations {config.iterations}, ig_iter {config.ig_iter}")
-    print(f"memory: {results['memory']['method']}")
+    for key, text in results["memory"]["method"].items():
+        print(f"memory {key[:-len('_peak_bytes')]}: {text}")
+    print(f"memory target judged on: {results['memory']['target_measure']}")
     print(table(results))
     print(f"meets every target (>= {SPEED_TARGET}x faster, <= {MEMORY_TARGET} x memory, "
           f"rho >= {AGREEMENT_TARGET}): {', '.join(results['meets_all']) or 'none'}")
