@@ -1,5 +1,6 @@
 """python -m vlmscope run ...: parquet parts, one-line JSON, reuse on re-run."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def test_heatmaps_run_scores_maps_saves_masks_and_resumes(tiny, tiny_dir, tmp_pa
     again = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path, cfg=cfg,
                            progress=False, heatmap=hcfg)
     assert again["computed"] == 0 and again["reused"] == 2
+    # resumed with another batch (say, after running out of memory): the same heatmaps, reused
+    smaller = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path, cfg=cfg,
+                             progress=False, heatmap=dataclasses.replace(hcfg, batch=1))
+    assert smaller["computed"] == 0 and smaller["reused"] == 2
     other = run_experiment("heatmaps", tiny, "tiny", n=1, seed=5, out=tmp_path, cfg=cfg,
                            progress=False, heatmap=HeatmapConfig(iterations=1, ig_iter=2, size=4))
     assert other["computed"] == 1  # another heatmap config is another key

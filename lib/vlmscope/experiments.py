@@ -144,7 +144,7 @@ def run_benchmark_heatmaps(vlm, model_name: str, benchmark: str, path: str | Pat
     store.clean_temporaries()
     keys, computed = [], 0
     for i, item in enumerate(tqdm(items, desc=name, disable=not progress)):
-        key = store.key(name, model_name, item.id, style, max_new_tokens, asdict(hcfg))
+        key = store.key(name, model_name, item.id, style, max_new_tokens, hcfg.result_fields())
         keys.append(key)
         if store.has(key):
             continue
@@ -281,6 +281,28 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
     return {}
 
 
+def _setup(name: str, vlm, store: RunStore, world: World, seed: int, heatmap=None):
+    """What one experiment adds to every part's key, and its extra arguments per part.
+
+    Returns ``(key_parts, extra_for)``: ``key_parts`` go into each part's key
+    between the run configuration and the scene seed; ``extra_for(key)`` gives
+    the experiment's keyword arguments for the part with that key.
+    """
+    if name == "heatmaps":
+        from .heatmaps import HeatmapConfig
+
+        hcfg = heatmap or HeatmapConfig()
+        masks = store.root / "masks"
+        return [hcfg.result_fields()], lambda key: {"heatmap": hcfg, "mask_dir": masks, "tag": key}
+    if name == "ablation":  # the mean visual-token vector, computed once (and cached) per run
+        from .ablation import mean_vector
+
+        refs = [world.scene(_mix(10**6 + seed, j)).image for j in range(32)]
+        mean = mean_vector(vlm, refs, cache=store.root / f"mean-{seed}.safetensors")
+        return [mean.images_digest], lambda key: {"mean": mean}
+    return [], lambda key: {}
+
+
 def run_experiment(name: str, vlm, model_name: str, n: int, seed: int, out: str | Path,
                    cfg: RunConfig = RunConfig(), progress: bool = True, heatmap=None) -> dict:
     """Run ``name`` on ``n`` synthetic scenes from ``seed``; store parts; return a summary.
@@ -303,26 +325,11 @@ def run_and_load(name: str, vlm, model_name: str, n: int, seed: int, out: str | 
     world = World()
     computed = 0
     keys: list[str] = []
-    mean = None  # ablation: the mean visual-token vector, computed once (and cached) per run
+    key_parts, extra_for = _setup(name, vlm, store, world, seed, heatmap)
     for i in tqdm(range(n), desc=name, disable=not progress):
         scene_seed = _mix(seed, i)
-        if name == "heatmaps":
-            from .heatmaps import HeatmapConfig
-
-            hcfg = heatmap or HeatmapConfig()
-            key = store.key(name, model_name, asdict(cfg), asdict(hcfg), scene_seed)
-            extra = {"heatmap": hcfg, "mask_dir": store.root / "masks", "tag": key}
-        elif name == "ablation":
-            if mean is None:
-                from .ablation import mean_vector
-
-                refs = [world.scene(_mix(10**6 + seed, j)).image for j in range(32)]
-                mean = mean_vector(vlm, refs, cache=store.root / f"mean-{seed}.safetensors")
-            key = store.key(name, model_name, asdict(cfg), mean.images_digest, scene_seed)
-            extra = {"mean": mean}
-        else:
-            key = store.key(name, model_name, asdict(cfg), scene_seed)
-            extra = {}
+        key = store.key(name, model_name, asdict(cfg), *key_parts, scene_seed)
+        extra = extra_for(key)
         keys.append(key)
         if store.has(key):
             continue

@@ -87,6 +87,13 @@ class HeatmapConfig:
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
 
+    def result_fields(self) -> dict:
+        """The settings a heatmap depends on: all but ``batch`` (speed and memory only), for
+        run-store keys, so a sweep resumed with another batch reuses its finished parts."""
+        d = asdict(self)
+        del d["batch"]
+        return d
+
     @classmethod
     def from_dict(cls, d: dict) -> "HeatmapConfig":
         """From ``asdict`` output, also of files written before ``batch`` replaced ``chunk``."""
