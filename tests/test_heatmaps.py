@@ -291,6 +291,23 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_mask(tiny64, case, monkeyp
     assert [t["batch"] for t in got.trace] == [2, 2]
     assert got.forwards == want.forwards  # failed batches ran no forward to the end
 
+    # out of memory at the very end, after the batch's gradients were added: they are taken back
+    monkeypatch.setattr(H.Objective, "score", real)
+    real_batch = H._path_batch
+
+    def late(obj, image, baseline, masks, terms, part, *a):
+        out = real_batch(obj, image, baseline, masks, terms, part, *a)
+        if len(part) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return out
+
+    monkeypatch.setattr(H, "_path_batch", late)
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        late_run = H.igos(tiny64, prepared, ids, cfg, selection=sel)
+    np.testing.assert_allclose(late_run.mask, want.mask, atol=1e-5)
+    assert late_run.forwards == want.forwards
+    monkeypatch.setattr(H, "_path_batch", real_batch)
+
     def broken(self, images, **kw):
         raise RuntimeError("shape mismatch")  # not a memory error: no retry
 

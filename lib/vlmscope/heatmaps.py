@@ -468,6 +468,7 @@ def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, m
         size = _balanced(len(todo) - pos, batch)
         part = todo[pos:pos + size]
         before = {key: None if m.grad is None else m.grad.clone() for key, m in masks.items()}
+        forwards = obj.forwards
         try:
             values = _path_batch(obj, image, baseline, masks, terms, part, config, iteration, (h, w))
         except Exception as e:  # noqa: BLE001 - only memory errors are handled; the rest re-raised
@@ -475,6 +476,7 @@ def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, m
                 raise
             for key, m in masks.items():
                 m.grad = before[key]
+            obj.forwards = forwards
             batch = state["batch"] = max(1, size // 2)
             state["retries"] = state.get("retries", 0) + 1
             del e
