@@ -119,6 +119,20 @@ def test_cli_benchmark_needs_data_and_heatmaps(tiny_dir):
     assert out.returncode != 0 and "--data" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_cli_heatmaps_run_resumes_with_another_batch(tiny_dir, tmp_path):
+    def run(batch):
+        out = subprocess.run([sys.executable, "-m", "vlmscope", "run", "heatmaps", "--model",
+                              str(tiny_dir), "--n", "1", "--iterations", "1", "--ig-iter", "2",
+                              "--size", "4", "--max-new-tokens", "3", "--batch", str(batch),
+                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run(3)["computed"] == 1
+    again = run(1)
+    assert again["computed"] == 0 and again["reused"] == 1
+
+
 def test_ablation_run_caches_its_mean_vector(tiny, tmp_path):
     cfg = RunConfig(max_new_tokens=3)
     run_experiment("ablation", tiny, "tiny", n=1, seed=2, out=tmp_path, cfg=cfg, progress=False)

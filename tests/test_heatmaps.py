@@ -352,6 +352,11 @@ def test_igos_runs_on_sdpa_and_restores_the_attention(tiny):
     assert cfg.text_config._attn_implementation == "eager"
     with attention_implementation(tiny.model, None) as switched:
         assert switched == []
+    with pytest.raises(ValueError, match="unknown attention implementation 'spda'"):
+        H.HeatmapConfig(attn_implementation="spda")  # a typo is an error, not silently eager
+    with pytest.raises(ValueError, match="unknown attention implementation"):
+        with attention_implementation(tiny.model, "fast"):
+            pass
     # the heatmap under sdpa equals the one on the loaded (eager) kernels
     prepared = tiny.prepare(_picture(), "what color is the circle ?")
     ids = torch.tensor(tiny.tokenizer("red circle", add_special_tokens=False)["input_ids"])

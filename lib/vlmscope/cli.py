@@ -102,7 +102,7 @@ def _run(args) -> int:
         from .heatmaps import HeatmapConfig
 
         heatmap = HeatmapConfig(method=args.method, iterations=args.iterations, ig_iter=args.ig_iter,
-                                size=args.size, baseline=args.baseline)
+                                size=args.size, baseline=args.baseline, batch=args.batch)
     if args.benchmark:
         from .experiments import run_benchmark_heatmaps
 
@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     hm.add_argument("--ig-iter", type=int, default=10)
     hm.add_argument("--size", type=int, default=32)
     hm.add_argument("--baseline", choices=["blur", "black", "noise"], default="blur")
+    hm.add_argument("--batch", type=int, default=8,
+                    help="path images per forward + backward: speed and memory only, the masks "
+                         "do not depend on it (a batch that runs out of memory is halved)")
     hm.add_argument("--benchmark", choices=["cv-bench", "mmvp", "mmstar"], default=None,
                     help="run on a local benchmark copy instead of synthetic scenes")
     hm.add_argument("--data", default=None, help="the benchmark's folder (with --benchmark)")

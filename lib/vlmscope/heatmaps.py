@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import at_least_float32, attention_implementation
+from .models import at_least_float32, attention_implementation, check_attention_name
 from .pixels import image_tensor
 
 STOP_WORDS = ("the", "and", "of", "a", "an", "this", "that", "is", "with")
@@ -86,6 +86,7 @@ class HeatmapConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
+        check_attention_name(self.attn_implementation)
 
     def result_fields(self) -> dict:
         """The settings a heatmap depends on: all but ``batch`` (speed and memory only), for

@@ -311,6 +311,16 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def check_attention_name(name: str | None) -> None:
+    """A clear error for an attention implementation transformers does not know (None: as loaded)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if name is not None and name not in known:
+        raise ValueError(f"unknown attention implementation {name!r}; known: "
+                         f"{', '.join(known)} (or None: as loaded)")
+
+
 @contextmanager
 def attention_implementation(model, name: str | None):
     """Run every sub-model of ``model`` that supports attention ``name`` on it inside the block.
@@ -323,6 +333,7 @@ def attention_implementation(model, name: str | None):
     """
     from transformers import PreTrainedModel
 
+    check_attention_name(name)
     changed: list[tuple[object, str | None]] = []
     names: list[str] = []
     seen: set[int] = set()
