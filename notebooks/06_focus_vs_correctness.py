@@ -47,12 +47,15 @@ seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
 ig_iter = 10
 mask_size = 32
+noise_seeds = 3  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05)
 top_fraction = 0.1  # top-10% pixels for the IoU between two models' maps
 n_permutations = 9999
 runs_dir = ""  # where the resumable heatmap runs live; "" = <figures_dir>/06_runs
 figures_dir = "../figures"
 
 # %%
+import dataclasses
+import itertools
 import json
 from functools import partial
 from pathlib import Path
@@ -85,18 +88,34 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # asked object. It stores one part per scene and the raw masks, so re-running
 # this cell reuses finished work. Each model explains **its own** answer, as
 # in the paper.
+#
+# One iGOS+ run depends on its noise draws (notebook 05, section 6), enough
+# to move a between-model comparison. So every answer is explained
+# `noise_seeds` times (noise seeds 0, 1, ...) and the analysis below uses the
+# **average**: mass in the object and pointing are averaged over the runs
+# (pointing becomes the share of runs whose maximum is on the object), and
+# the maps compared in section 3 are the mean importance maps. The answer,
+# its correctness and the selected tokens do not depend on the noise seed.
 
 # %%
 frames = []
 for name in models:
     vlm = vlmscope.load(name)
-    s, part = run_and_load("heatmaps", vlm, name, n=n_scenes, seed=seed, out=runs,
-                           cfg=RunConfig(max_new_tokens=16), progress=False, heatmap=config)
-    print(json.dumps({k: s[k] for k in ("model", "computed", "reused", "questions", "skipped",
-                                        "accuracy")}))
-    frames.append(part)
-df = pd.concat(frames, ignore_index=True)
-df["question_id"] = df["item"].astype(str) + "/" + df["kind"]
+    for noise_seed in range(noise_seeds):
+        s, part = run_and_load("heatmaps", vlm, name, n=n_scenes, seed=seed, out=runs,
+                               cfg=RunConfig(max_new_tokens=16), progress=False,
+                               heatmap=dataclasses.replace(config, seed=noise_seed))
+        print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
+            "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
+        frames.append(part.assign(noise_seed=noise_seed))
+runs_df = pd.concat(frames, ignore_index=True)
+runs_df["question_id"] = runs_df["item"].astype(str) + "/" + runs_df["kind"]
+answer_keys = ["model", "question_id"]
+df = runs_df[runs_df.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
+    runs_df.groupby(answer_keys)[["igos_mass", "igos_pointing"]].mean().reset_index(),
+    on=answer_keys)
+df["mask_files"] = df[answer_keys].apply(tuple, axis=1).map(
+    runs_df.groupby(answer_keys)["mask_file"].agg(list))
 scored = df[df.skipped == ""].copy()
 print(f"{len(df)} answers, {len(scored)} with a heatmap; skipped, with reasons:")
 df[df.skipped != ""][["model", "question", "answer", "skipped"]]
@@ -105,7 +124,8 @@ df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 # ## 2 · Does looking at the object go with answering right?
 #
 # Per model, the mass of the iGOS+ map inside the asked object and the
-# pointing game, split by whether the answer was right. `difference` is
+# pointing game (both averaged over the noise seeds), split by whether the
+# answer was right. `difference` is
 # correct minus incorrect; `rank_biserial` > 0 means correct answers tend to
 # have more mass on the object. A model that answers (nearly) everything
 # right has no incorrect group: its row says so in `note`.
@@ -144,16 +164,24 @@ fig.savefig(figures / "06_focus_vs_correctness.png", dpi=120)
 # diffuse maps for everyone is not evidence either way).
 
 # %%
-def load_map(row):
-    if not isinstance(row.mask_file, str) or not row.mask_file:
-        return None
-    return Heatmap.load(runs / "heatmaps" / "masks" / row.mask_file).importance()
+def load_maps(row):
+    """The answer's importance maps, one per noise seed (none for a skipped answer)."""
+    files = [f for f in row.mask_files if isinstance(f, str) and f]
+    return [Heatmap.load(runs / "heatmaps" / "masks" / f).importance() for f in files]
 
 
 qids = sorted(set(df.question_id))
 maps = {m: [None] * len(qids) for m in models}
+seed_agreement = []  # how alike one answer's runs are: Spearman between noise seeds
 for row in df.itertuples():
-    maps[row.model][qids.index(row.question_id)] = load_map(row)
+    per_seed = load_maps(row)
+    if per_seed:
+        maps[row.model][qids.index(row.question_id)] = np.mean(per_seed, axis=0)
+    seed_agreement += [stats.rank_correlation(a, b) for a, b in itertools.combinations(per_seed, 2)]
+if seed_agreement:
+    print(f"maps of one answer across {noise_seeds} noise seeds: median Spearman "
+          f"{np.median(seed_agreement):.2f} (min {np.min(seed_agreement):.2f}, "
+          f"{len(seed_agreement)} pairs)")
 tests = {name: stats.design_vs_scale(maps, design, scale, similarity=fn, questions=qids,
                                      n_permutations=n_permutations, seed=seed)
          for name, fn in {"top-IoU": partial(stats.top_iou, fraction=top_fraction),
@@ -208,7 +236,9 @@ with pd.option_context("display.max_colwidth", None):
 # %%
 table.to_parquet(figures / "06_focus_vs_correctness.parquet")
 t.pairs.to_parquet(figures / "06_pairs.parquet")
-summary = {"models": models, "n_scenes": n_scenes, "answers": int(len(df)),
+summary = {"models": models, "n_scenes": n_scenes, "noise_seeds": noise_seeds,
+           "seed_agreement_median": float(np.median(seed_agreement)) if seed_agreement else None,
+           "answers": int(len(df)),
            "scored": int(len(scored)), "skipped": int((df.skipped != "").sum()),
            "accuracy": {m: float(g.correct.mean()) for m, g in df.groupby("model")},
            "design_vs_scale": {k: {kk: (vv if not isinstance(vv, float) or np.isfinite(vv) else None)

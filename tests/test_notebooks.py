@@ -59,6 +59,7 @@ SMALLEST = {
            ("05_baselines.png", "05_iterations.png", "05_maps.png", "05_faithfulness.png",
             "05_plausibility.parquet", "05_mask.safetensors", "05_sanity.png", "05_summary.json")),
     "06": ({"n_scenes": 2, "iterations": 1, "ig_iter": 2, "mask_size": 8, "n_permutations": 99,
+            "noise_seeds": 2,
             "models": ["organism-vit-s", "organism-vit-m", "organism-siglip-s"]},
            ("06_focus_vs_correctness.png", "06_design_vs_scale.png",
             "06_focus_vs_correctness.parquet", "06_pairs.parquet", "06_summary.json")),
@@ -99,7 +100,9 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
 
         assert Heatmap.load(tmp_path / "05_mask.safetensors").mask.shape == (16, 16)
     if prefix == "06":
-        assert summary["answers"] == 2 * 2 * 3  # scenes x kinds x models
+        assert summary["answers"] == 2 * 2 * 3  # scenes x kinds x models, each run by 2 seeds
+        assert summary["noise_seeds"] == 2 and (summary["seed_agreement_median"] is None
+                                                or -1 <= summary["seed_agreement_median"] <= 1)
         assert summary["scored"] + summary["skipped"] == summary["answers"]
         pairs = pd.read_parquet(tmp_path / "06_pairs.parquet")
         assert set(pairs.relation) >= {"same design, different scale", "different design, same scale"}
