@@ -435,11 +435,16 @@ def main(argv=None) -> dict:
     print(json.dumps(results["machine"]))
     print(table(results))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_results(results, args.out)
     return results
 
+
+
+def write_results(results: dict, out) -> None:
+    """The results as indented JSON at ``out`` (folders made); anything else as its str()."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -80,13 +80,15 @@ REFERENCE = "reference"
 
 
 # ------------------------------------------------------------ the reference's way
-def _reference_score(vlm, obj, image: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
-    """S(image) for ONE image: full logits over the sequence, log_softmax, pick the selected rows."""
+def _reference_score(vlm, obj, inputs: dict, image: torch.Tensor, noise: float,
+                     seed: int) -> torch.Tensor:
+    """S(image) for ONE image: full logits over the sequence, log_softmax, pick the selected rows.
+
+    ``inputs``: the prompt with the WHOLE answer teacher-forced (ours leaves out
+    the tokens after the last scored one)."""
     from vlmscope.heatmaps import _batched
     from vlmscope.models import at_least_float32
 
-    # the whole answer teacher-forced (ours leaves out the tokens after the last scored one)
-    inputs = vlm.adapter.extend_inputs(obj.prepared.inputs, obj.answer_ids[None].to(vlm.device))
     pix = vlm.adapter.pixel_inputs(image, inputs)
     if noise:  # the formula of Objective.logprobs, one draw per floating entry in dict order
         gen = torch.Generator(device=image.device).manual_seed(seed)
@@ -122,6 +124,7 @@ def reference_igos(vlm, prepared, selection, config=None, baseline: torch.Tensor
     baseline = (H.make_baseline(image, config.baseline, config.seed) if baseline is None
                 else baseline).to(image)
     obj = H.Objective(vlm, prepared, torch.tensor(selection.answer_ids), selection.positions)
+    inputs = vlm.adapter.extend_inputs(prepared.inputs, obj.answer_ids[None].to(vlm.device))
     n, (h, w) = config.ig_iter, image.shape[-2:]
     mask = torch.ones(config.size, config.size, device=image.device, requires_grad=True)
     theta_prev = mask.detach().clone()
@@ -139,7 +142,7 @@ def reference_igos(vlm, prepared, selection, config=None, baseline: torch.Tensor
                         wgt = (k / n) * up
                         x = image * wgt + baseline * (1 - wgt) if term == 0 else \
                             baseline * wgt + image * (1 - wgt)
-                        scores.append(_reference_score(vlm, obj, x, config.noise,
+                        scores.append(_reference_score(vlm, obj, inputs, x, config.noise,
                                                        H.noise_seed(config.seed, it, term, k)))
                     (sign * torch.stack(scores).mean()).backward()
                 l1, btv, l2 = H.regulariser(mask, image, config, it)
@@ -720,9 +723,7 @@ def main(argv=None) -> dict:
     for v, text in results.get("profile", {}).items():
         print(f"\n--- profile: {v}\n{text}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
+        BA.write_results(results, args.out)
     return results
 
 

@@ -14,12 +14,17 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_attention.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_attention", SCRIPT)
+def _load_script(path: Path):
+    """A benchmark script as a module (the benchmarks folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +107,7 @@ HEATMAPS = SCRIPT.parent / "bench_heatmaps.py"
 
 @pytest.fixture(scope="module")
 def hbench():
-    spec = importlib.util.spec_from_file_location("bench_heatmaps", HEATMAPS)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load_script(HEATMAPS)
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.2])

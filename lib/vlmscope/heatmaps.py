@@ -204,18 +204,17 @@ class Objective:
         self.targets = self.answer_ids[self.positions].to(vlm.device)
         self.forwards = 0  # images run through the model (for benchmarks)
 
-    def logprobs(self, images: torch.Tensor, noise: float = 0.0,
-                 generator: torch.Generator | None = None, seeds=None) -> torch.Tensor:
+    def logprobs(self, images: torch.Tensor, noise: float = 0.0, seeds=None) -> torch.Tensor:
         """``[B, n_positions]`` log-probabilities; ``noise``: Gaussian std added to the model's
-        (normalised) pixel inputs, drawn from ``generator`` in batch order, or with ``seeds``
-        (one int per image) from a generator of each image's own."""
+        (normalised) pixel inputs, drawn with ``seeds`` (one int per image) from a generator
+        of each image's own, or from torch's global generator when ``seeds`` is None."""
         adapter = self.vlm.adapter
         pix = [adapter.pixel_inputs(img, self.inputs) for img in images]
         if noise:
             if seeds is not None and len(seeds) != len(pix):
                 raise ValueError(f"{len(seeds)} seeds for {len(pix)} images")
             gens = ([torch.Generator(device=images.device).manual_seed(int(sd)) for sd in seeds]
-                    if seeds is not None else [generator] * len(pix))
+                    if seeds is not None else [None] * len(pix))
             pix = [{k: (v + noise * torch.randn(v.shape, generator=g, device=v.device,
                                                 dtype=torch.float32).to(v.dtype)
                         if v.is_floating_point() else v) for k, v in p.items()}
@@ -419,6 +418,11 @@ def noise_seed(seed: int, iteration: int, term: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, iteration, term, k]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def _combined(masks: dict) -> torch.Tensor:
+    """The explaining mask: iGOS+'s single mask, or iGOS++'s deletion x insertion product."""
+    return masks["single"] if "single" in masks else masks["deletion"] * masks["insertion"]
+
+
 def _terms(masks: dict) -> list[tuple[str, str, float]]:
     """(kind, mask, weight) of each integrated-gradient term: iGOS+ one mask; iGOS++ two and their product."""
     if "single" in masks:
@@ -479,7 +483,6 @@ def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, m
                 m.grad = before[key]
             obj.forwards = forwards
             batch = state["batch"] = max(1, size // 2)
-            state["retries"] = state.get("retries", 0) + 1
             del e
             _free_memory(image.device)
             warnings.warn(f"out of memory with {size} path images in a batch: continuing with "
@@ -554,24 +557,22 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
     try:
         from tqdm.auto import tqdm
 
-        for it in tqdm(range(config.iterations), desc="iGOS", disable=not progress):
-            with attention_implementation(vlm.model, config.attn_implementation):
+        with attention_implementation(vlm.model, config.attn_implementation):
+            for it in tqdm(range(config.iterations), desc="iGOS", disable=not progress):
                 terms = path_gradient(obj, image, baseline, masks, config, it, state)
-            combined = masks["single"] if "single" in masks else masks["deletion"] * masks["insertion"]
-            l1, btv, l2 = regulariser(combined, image, config, it)
-            (l1 + btv + l2).backward()
-            trace.append({**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item(),
-                          "batch": state["batch"]})
-            e = it / (it + config.momentum)
-            with torch.no_grad():
-                for k, m in masks.items():
-                    theta = m - config.lr * m.grad
-                    m.copy_((theta + e * (theta - theta_prev[k])).clamp(0, 1))
-                    theta_prev[k] = theta
-                    m.grad = None
-            if keep_history:
-                history.append((masks["single"] if "single" in masks
-                                else masks["deletion"] * masks["insertion"]).detach().cpu().numpy().copy())
+                l1, btv, l2 = regulariser(_combined(masks), image, config, it)
+                (l1 + btv + l2).backward()
+                trace.append({**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item(),
+                              "batch": state["batch"]})
+                e = it / (it + config.momentum)
+                with torch.no_grad():
+                    for k, m in masks.items():
+                        theta = m - config.lr * m.grad
+                        m.copy_((theta + e * (theta - theta_prev[k])).clamp(0, 1))
+                        theta_prev[k] = theta
+                        m.grad = None
+                if keep_history:
+                    history.append(_combined(masks).detach().cpu().numpy().copy())
     finally:
         for p in params:
             p.requires_grad_(True)
