@@ -37,7 +37,15 @@ def test_damaged_part_is_quarantined_and_recomputed(tmp_path):
 
 
 def test_temporaries_from_an_interrupted_write_are_ignored_and_cleaned(tmp_path):
+    import subprocess
+    import sys
+
+    from vlmscope.integrity import _HOST
+
     s = RunStore(tmp_path)
-    (s.parts / ".deadbeef.123.tmp").write_bytes(b"half")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that has exited: its temporary is provably stale
+    (s.parts / f".deadbeef.parquet.{_HOST}-{gone.pid}-0123abcd.tmp").write_bytes(b"half")
     assert s.done() == set() and s.load().empty
     assert s.clean_temporaries() == 1
+    assert not list(s.parts.glob(".*.tmp"))

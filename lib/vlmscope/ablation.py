@@ -69,8 +69,7 @@ def mean_vector(vlm, images, question: str = "describe the image .", cache=None)
     images) matches; recomputed (with a warning) when it is damaged or made
     from other images or another model.
     """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+    from .integrity import DamagedFileError, load_checked, save_checked
 
     images = list(images)
     if not images:
@@ -78,17 +77,16 @@ def mean_vector(vlm, images, question: str = "describe the image .", cache=None)
     digest = _digest(images)
     path = Path(cache) if cache else None
     if path is not None and path.exists():
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata()
-                vec = f.get_tensor("vector")
+        try:  # verified in full: a cache whose data was overwritten is recomputed
+            tensors, meta = load_checked(path)
+            vec = tensors["vector"]
             if meta.get("model") == vlm.name and meta.get("images_digest") == digest:
                 return MeanVector(vec.to(vlm.device, vlm.dtype), vlm.name, int(meta["n_images"]),
                                   int(meta["n_tokens"]), digest)
             warnings.warn(f"{path} was computed for other images or another model; recomputing",
                           stacklevel=2)
-        except Exception as e:  # noqa: BLE001 - any damage means: recompute
-            warnings.warn(f"{path} is damaged ({type(e).__name__}: {e}); recomputing", stacklevel=2)
+        except (DamagedFileError, KeyError, ValueError) as e:  # any damage means: recompute
+            warnings.warn(f"{path} is damaged ({e}); recomputing", stacklevel=2)
     total, count = None, 0
     for im in images:
         p = vlm.prepare(im, question)
@@ -99,12 +97,8 @@ def mean_vector(vlm, images, question: str = "describe the image .", cache=None)
         count += emb.shape[0]
     vec = (total / count).to(vlm.dtype)
     mv = MeanVector(vec, vlm.name, len(images), count, digest)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"vector": vec.detach().cpu().contiguous()}, str(tmp),
-                  metadata={k: str(v) for k, v in mv.provenance().items()})
-        tmp.replace(path)
+    if path is not None:  # through a temporary unique to this writer, with a content digest
+        save_checked(path, {"vector": vec}, mv.provenance())
     return mv
 
 

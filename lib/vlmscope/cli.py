@@ -16,6 +16,20 @@ import json
 import sys
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (argparse names the flag in its message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def _organism(args) -> int:
     from . import organism
     from .models import organisms
@@ -34,6 +48,9 @@ def _organism(args) -> int:
 
     from .organism.train import Recipe, TrainConfig
 
+    from .validate import check_out_dir
+
+    check_out_dir(args.out)
     names = list(organism.ZOO) if args.action == "train-zoo" else [args.model]
     for name in names:
         if name not in organism.ZOO:
@@ -91,18 +108,22 @@ def _models(args) -> int:
 def _run(args) -> int:
     from .experiments import RunConfig, run_experiment
     from .models import load
+    from .validate import check_out_dir
 
     if args.benchmark and args.experiment != "heatmaps":
         raise SystemExit("--benchmark works with the heatmaps experiment only")
     if args.benchmark and not args.data:
         raise SystemExit("--benchmark needs --data PATH (a local copy of the benchmark)")
-    vlm = load(args.model)
+    # every argument is checked before the model loads
+    check_out_dir(args.out, inside=(args.experiment if not args.benchmark else f"heatmaps-{args.benchmark}",
+                                    "parts"))
     heatmap = None
     if args.experiment == "heatmaps":
         from .heatmaps import HeatmapConfig
 
         heatmap = HeatmapConfig(method=args.method, iterations=args.iterations, ig_iter=args.ig_iter,
                                 size=args.size, baseline=args.baseline, batch=args.batch)
+    vlm = load(args.model)
     if args.benchmark:
         from .experiments import run_benchmark_heatmaps
 
@@ -141,13 +162,14 @@ def main(argv=None) -> int:
     org = sub.add_parser("organism", help="the bundled model organism")
     org.add_argument("action", choices=["list", "evaluate", "train", "train-zoo"])
     org.add_argument("--model", default="organism")
-    org.add_argument("--n", type=int, default=100, help="fresh scenes to evaluate on")
-    org.add_argument("--seed", type=int, default=None)
+    org.add_argument("--n", type=_at_least(1), default=100, help="fresh scenes to evaluate on")
+    org.add_argument("--seed", type=_at_least(0), default=None)
     org.add_argument("--out", default="data/organism")
     org.add_argument("--tower-cache", default=None,
                      help="folder of stage-A towers shared across decoder sizes")
-    for knob in ("steps-a", "steps-b", "steps-c", "batch", "threads", "eval-every"):
-        org.add_argument(f"--{knob}", type=int, default=None)
+    for knob, least in (("steps-a", 0), ("steps-b", 0), ("steps-c", 0), ("batch", 1), ("threads", 1),
+                        ("eval-every", 0)):
+        org.add_argument(f"--{knob}", type=_at_least(least), default=None)
 
     mo = sub.add_parser("models", help="the capability matrix; --selftest builds tiny models")
     mo.add_argument("--selftest", action="store_true")
@@ -159,17 +181,17 @@ def main(argv=None) -> int:
     ru.add_argument("experiment", choices=["fractions", "maps", "knockout", "compression", "heatmaps",
                                            "ablation", "lens", "lastpos"])
     ru.add_argument("--model", default="organism")
-    ru.add_argument("--n", type=int, default=20)
-    ru.add_argument("--seed", type=int, default=0)
+    ru.add_argument("--n", type=_at_least(1), default=20)
+    ru.add_argument("--seed", type=_at_least(0), default=0)
     ru.add_argument("--out", default="runs")
-    ru.add_argument("--max-new-tokens", type=int, default=48)
+    ru.add_argument("--max-new-tokens", type=_at_least(1), default=48)
     hm = ru.add_argument_group("heatmaps (iGOS); defaults: the reference README's run")
     hm.add_argument("--method", choices=["igos+", "igos++"], default="igos+")
-    hm.add_argument("--iterations", type=int, default=5)
-    hm.add_argument("--ig-iter", type=int, default=10)
-    hm.add_argument("--size", type=int, default=32)
+    hm.add_argument("--iterations", type=_at_least(0), default=5)
+    hm.add_argument("--ig-iter", type=_at_least(1), default=10)
+    hm.add_argument("--size", type=_at_least(1), default=32)
     hm.add_argument("--baseline", choices=["blur", "black", "noise"], default="blur")
-    hm.add_argument("--batch", type=int, default=8,
+    hm.add_argument("--batch", type=_at_least(1), default=8,
                     help="path images per forward + backward: speed and memory only, the masks "
                          "do not depend on it (a batch that runs out of memory is halved)")
     hm.add_argument("--benchmark", choices=["cv-bench", "mmvp", "mmstar"], default=None,
@@ -185,6 +207,8 @@ def main(argv=None) -> int:
     nb.add_argument("-p", "--param", action="append", help="key=value (JSON value) parameter")
 
     args = parser.parse_args(argv)
+    from .runs import StoreBusyError
+
     try:
         if args.command == "organism":
             if args.seed is None:
@@ -197,7 +221,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _run(args)
         return _notebooks(args)
-    except (ValueError, FileNotFoundError, IndexError) as e:
+    except (ValueError, FileNotFoundError, IndexError, NotADirectoryError, StoreBusyError) as e:
         print(f"vlmscope: error: {e}", file=sys.stderr)
         return 2
 

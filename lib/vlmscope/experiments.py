@@ -42,10 +42,13 @@ def _maps(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
 
 
 def _knockout(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
+    from .judge import default_judge
     from .knockout import SweepConfig, knockout_sweep
 
+    judge = default_judge(vlm, scene)  # synthetic scenes: exact objects, whatever the model's name
     return knockout_sweep(vlm, scene.image, SweepConfig(question=cfg.question,
-                                                        max_new_tokens=cfg.max_new_tokens))
+                                                        max_new_tokens=cfg.max_new_tokens),
+                          judge=judge).assign(judge=type(judge).__name__)
 
 
 def _compression(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
@@ -82,8 +85,10 @@ def heatmap_row(vlm, image, question: str, target, is_correct, hcfg, max_new_tok
     if hm.mask is None:
         return row
     if mask_path is not None:
+        from .integrity import write_atomic
+
         mask_path.parent.mkdir(parents=True, exist_ok=True)
-        hm.save(mask_path)
+        write_atomic(mask_path, hm.save)
         row["mask_file"] = mask_path.name
     sel = hm.selection
     f = H.faithfulness(vlm, prepared, sel, hm.mask, config=hcfg)
@@ -131,16 +136,26 @@ def run_benchmark_heatmaps(vlm, model_name: str, benchmark: str, path: str | Pat
     whose image cannot be decoded is recorded as skipped with the reason, and
     the sweep goes on. Resumable like ``run_experiment``.
     """
-    from tqdm.auto import tqdm
-
-    from .datasets.benchmarks import correct, load_benchmark
+    from .datasets.benchmarks import load_benchmark
     from .heatmaps import HeatmapConfig
-    from .models import ImageError
 
     hcfg = heatmap or HeatmapConfig()
     items = load_benchmark(benchmark, path, limit=n, split=split)
     name = f"heatmaps-{items[0].benchmark if items else benchmark}"
     store = RunStore(Path(out) / name)
+    with store.lock():
+        summary, df = _benchmark_sweep(store, vlm, model_name, benchmark, items, name, hcfg, style,
+                                       max_new_tokens, progress)
+    return summary, df
+
+
+def _benchmark_sweep(store, vlm, model_name, benchmark, items, name, hcfg, style, max_new_tokens,
+                     progress):
+    from tqdm.auto import tqdm
+
+    from .datasets.benchmarks import correct
+    from .models import ImageError
+
     store.clean_temporaries()
     keys, computed = [], 0
     for i, item in enumerate(tqdm(items, desc=name, disable=not progress)):
@@ -163,9 +178,10 @@ def run_benchmark_heatmaps(vlm, model_name: str, benchmark: str, path: str | Pat
                                          lambda text, item=item: correct(item, text), hcfg,
                                          max_new_tokens, store.root / "masks" / f"{key}.safetensors",
                                          seed=i)}
-        store.put(key, pd.DataFrame([row]), model=model_name, item=i)
+        part = pd.DataFrame([row])
+        store.put(key, part, files=_part_files(part, store.root / "masks"), model=model_name, item=i)
         computed += 1
-    df = store.load()
+    df = store.load(keys)
     if not df.empty:
         df = df[df._key.isin(keys)].reset_index(drop=True)
     summary = {"experiment": name, "model": model_name, "benchmark": benchmark, "n": len(items),
@@ -312,36 +328,87 @@ def run_experiment(name: str, vlm, model_name: str, n: int, seed: int, out: str 
     return run_and_load(name, vlm, model_name, n, seed, out, cfg, progress, heatmap)[0]
 
 
+def _skippable():
+    """Errors that skip one scene (recorded with the reason) rather than stop a sweep."""
+    from .models import ImageError, PromptTooLongError
+    from .tokens import EmptyMaskError
+
+    return (EmptyMaskError, ImageError, PromptTooLongError)
+
+
+def _part_files(df: pd.DataFrame, folder: Path) -> list[Path]:
+    """Files a part's rows name (heatmap masks), so the part's digest covers them."""
+    if "mask_file" not in df:
+        return []
+    return [folder / f for f in df.mask_file if isinstance(f, str) and f]
+
+
 def run_and_load(name: str, vlm, model_name: str, n: int, seed: int, out: str | Path,
                  cfg: RunConfig = RunConfig(), progress: bool = True,
                  heatmap=None) -> tuple[dict, pd.DataFrame]:
-    """``run_experiment``, also returning this run's rows (and only this run's)."""
+    """``run_experiment``, also returning this run's rows (and only this run's).
+
+    The store's lock is held throughout (a second run on the same ``out``
+    stops with ``StoreBusyError``). A scene that cannot be analysed (an empty
+    object mask, an unreadable image, a prompt over the model's context) is
+    stored as a skip with its reason: the summary counts it under
+    ``skipped_scenes`` and lists the reasons; its rows are absent.
+    """
     from tqdm.auto import tqdm
+
+    from .validate import check_run_arguments
 
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    check_run_arguments(n=n, seed=seed, out=out, experiment=name)
     store = RunStore(Path(out) / name)
-    store.clean_temporaries()
-    world = World()
-    computed = 0
-    keys: list[str] = []
-    key_parts, extra_for = _setup(name, vlm, store, world, seed, heatmap)
-    for i in tqdm(range(n), desc=name, disable=not progress):
-        scene_seed = _mix(seed, i)
-        key = store.key(name, model_name, asdict(cfg), *key_parts, scene_seed)
-        extra = extra_for(key)
-        keys.append(key)
-        if store.has(key):
-            continue
-        scene = world.scene(scene_seed)
-        df = EXPERIMENTS[name](vlm, scene, cfg, **extra)
-        store.put(key, df, model=model_name, scene_seed=scene_seed, item=i)
-        computed += 1
-    df = store.load()
-    if not df.empty:  # this run's parts only (the store may hold other configurations)
-        df = df[df._key.isin(keys)]
+    with store.lock():
+        store.clean_temporaries()
+        world = World()
+        computed = 0
+        keys: list[str] = []
+        key_parts, extra_for = _setup(name, vlm, store, world, seed, heatmap)
+        todo = []
+        for i in range(n):
+            scene_seed = _mix(seed, i)
+            key = store.key(name, model_name, asdict(cfg), *key_parts, scene_seed)
+            keys.append(key)
+            todo.append((i, scene_seed, key))
+
+        def compute(i, scene_seed, key):
+            scene = world.scene(scene_seed)
+            try:
+                df = EXPERIMENTS[name](vlm, scene, cfg, **extra_for(key))
+            except _skippable() as e:
+                df = pd.DataFrame({"_skipped": [f"{type(e).__name__}: {e}"]})
+            store.put(key, df, files=_part_files(df, store.root / "masks"), model=model_name,
+                      scene_seed=scene_seed, item=i)
+
+        for i, scene_seed, key in tqdm(todo, desc=name, disable=not progress):
+            if not store.has(key):
+                compute(i, scene_seed, key)
+                computed += 1
+        df = store.load(keys)
+        missing = [t for t in todo if t[2] not in store.loaded]
+        for t in missing:  # damaged between the check and the load: recompute once
+            compute(*t)
+            computed += 1
+        if missing:
+            df = store.load(keys)
+        if any(k not in store.loaded for k in keys):
+            raise RuntimeError(f"{n - len(store.loaded)} of {n} parts of {store.root} could not be "
+                               "read back after being written; see the warnings above")
+    skips = df[df["_skipped"].notna()] if "_skipped" in df else df.iloc[:0]
+    if "_skipped" in df:
+        df = df[df["_skipped"].isna()].drop(columns="_skipped")
     summary = {"experiment": name, "model": model_name, "n": n, "seed": seed,
                "computed": computed, "reused": n - computed, "rows": int(len(df)),
+               "scenes": len(store.loaded) - int(len(skips)),
+               "skipped_scenes": int(len(skips)),
                "store": str(store.root), **summarise(name, df)}
+    if len(skips):
+        summary["skip_reasons"] = sorted(set(skips["_skipped"]))
+    if name == "knockout" and "judge" in df:
+        summary["judge"] = ",".join(sorted(set(df.judge)))
     (Path(out) / f"{name}.summary.json").write_text(json.dumps(summary))
     return summary, df.reset_index(drop=True)

@@ -86,6 +86,16 @@ class HeatmapConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
+        for name in ("lr", "btv_sigma"):  # must be > 0
+            if not getattr(self, name) > 0:
+                raise ValueError(f"HeatmapConfig {name} must be > 0, not {getattr(self, name)}")
+        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise", "single_token_ratio"):
+            if not getattr(self, name) >= 0:  # (NaN fails too)
+                raise ValueError(f"HeatmapConfig {name} must be >= 0, not {getattr(self, name)}")
+        if self.threshold != self.threshold:
+            raise ValueError("HeatmapConfig threshold must be a number, not NaN")
+        if self.seed < 0:
+            raise ValueError(f"HeatmapConfig seed must be >= 0, not {self.seed}")
         check_attention_name(self.attn_implementation)
 
     def result_fields(self) -> dict:
@@ -707,6 +717,10 @@ def plausibility(importance: np.ndarray, target: np.ndarray) -> dict:
     target = np.asarray(target, dtype=bool)
     if imp.shape != target.shape:
         raise ValueError(f"map {imp.shape} and mask {target.shape} differ in shape")
+    if not target.any():
+        from .tokens import EmptyMaskError
+
+        raise EmptyMaskError("the target mask is empty (no pixel set): plausibility needs a region")
     total = imp.sum()
     peak = imp == imp.max()
     return {"pointing": bool(total > 0 and target[peak].all()),

@@ -157,6 +157,20 @@ JUDGE_PROMPT = (
 )
 
 
+def _is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1 or localhost), by its literal name."""
+    import ipaddress
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class LLMJudge:
     """Object lists extracted by an LLM behind an OpenAI-compatible chat-completions endpoint.
 
@@ -186,9 +200,13 @@ class LLMJudge:
                              f"not {base_url!r}")
         if not model:
             raise ValueError("name the judge model the server expects (model=...)")
+        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        if key and base_url.startswith("http://") and not _is_loopback(base_url):
+            raise ValueError(f"refusing to send an API key over plain http to {base_url}: use "
+                             "https://, or a server on this machine (127.0.0.1, ::1, localhost)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.api_key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.api_key = key
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.prompt = prompt
@@ -255,6 +273,13 @@ class LLMJudge:
         return out
 
 
-def default_judge(vlm) -> ExactJudge | VocabularyJudge:
-    """Exact objects for the organism, COCO vocabulary otherwise."""
-    return ExactJudge() if str(getattr(vlm, "name", "")).startswith("organism") else VocabularyJudge()
+def default_judge(vlm=None, data=None) -> ExactJudge | VocabularyJudge:
+    """The judge the data calls for: exact objects for scenes of the synthetic world, the COCO
+    vocabulary for anything else (photographs).
+
+    ``data``: a synthetic ``Scene`` or an image. The model (``vlm``) plays no
+    part: the same organism loaded by name or by path is judged alike.
+    """
+    from .datasets.synthetic import is_synthetic
+
+    return ExactJudge() if data is not None and is_synthetic(data) else VocabularyJudge()

@@ -57,7 +57,7 @@ def knockout_sweep(vlm, image, cfg: SweepConfig = SweepConfig(), judge=None) -> 
     ``start`` is the first knocked-out layer ("from layer l on"): 0 cuts every
     layer, L cuts none (the paper's "index > l" is ``start = l + 1``).
     """
-    judge = judge or default_judge(vlm)
+    judge = judge or default_judge(vlm, image)
     prepared = vlm.prepare(image, cfg.question)
     L = vlm.adapter.n_layers
     starts = tuple(range(L + 1)) if cfg.starts is None else cfg.starts

@@ -35,6 +35,10 @@ class ImageError(ValueError):
     """An image could not be read or converted."""
 
 
+class PromptTooLongError(ValueError):
+    """The prompt (question and image tokens) is longer than the model's context."""
+
+
 class ImageConversionWarning(UserWarning):
     """An image was converted (e.g. grayscale or RGBA to RGB) before use."""
 
@@ -69,26 +73,42 @@ def to_rgb(image, notes: list[str] | None = None) -> "Image.Image":
 
     notes = notes if notes is not None else []
     src = "image"
+    bomb = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     if isinstance(image, (str, Path)):
         src = str(image)
         if not Path(image).exists():
             raise ImageError(f"no image file at {src}")
         try:
-            with Image.open(image) as im:
-                im.load()
-                image = im.copy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(image) as im:
+                    im.load()
+                    image = im.copy()
+        except bomb as e:
+            raise ImageError(f"the image at {src} is too large to decode safely "
+                             f"(a possible decompression bomb): {e}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"could not decode the image at {src}: {e}") from None
     elif isinstance(image, (bytes, bytearray)):
         try:
-            image = Image.open(io.BytesIO(image))
-            image.load()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(image))
+                image.load()
+        except bomb as e:
+            raise ImageError(f"the image bytes are too large to decode safely "
+                             f"(a possible decompression bomb): {e}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"could not decode the image bytes: {e}") from None
     elif isinstance(image, np.ndarray):
         arr = image
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
             raise ImageError(f"an image array must be [H, W] or [H, W, 1|3|4], not {arr.shape}")
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
+            raise ImageError(f"an image array must hold numbers, not {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ImageError(f"the image array holds {bad} NaN or infinite values of {arr.size}")
         if arr.dtype != np.uint8:
             if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
                 arr = arr * 255
@@ -98,6 +118,11 @@ def to_rgb(image, notes: list[str] | None = None) -> "Image.Image":
         raise ImageError(f"expected a PIL image, a path, bytes or an array, not {type(image).__name__}")
     if image.width < 1 or image.height < 1:
         raise ImageError(f"{src} is empty ({image.width}x{image.height})")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and image.width * image.height > limit:
+        raise ImageError(f"{src} is too large ({image.width}x{image.height} = "
+                         f"{image.width * image.height} pixels; PIL's decompression-bomb limit is "
+                         f"{limit}); downscale it first")
     if image.mode != "RGB":
         mode = image.mode
         if mode in ("RGBA", "LA") or (mode == "P" and "transparency" in image.info):
@@ -207,6 +232,12 @@ class VLM:
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
                   for k, v in inputs.items()}
         ids = inputs["input_ids"][0].cpu()
+        context = self.context_length
+        if context is not None and ids.numel() > context:
+            raise PromptTooLongError(
+                f"the prompt is {ids.numel()} tokens long (question and image tokens) but the "
+                f"model's context is {context} tokens; shorten the question ({len(question)} "
+                "characters)")
         groups = TokenGroups.from_ids(ids, self.adapter.image_token_id, self.tokenizer.bos_token_id)
         geometry = self.adapter.geometry(rgb.size, inputs)
         if len(geometry) != groups.image.numel():
@@ -215,6 +246,19 @@ class VLM:
                 f"processor produced {groups.image.numel()}; the processor config is not one "
                 "this adapter understands")
         return Prepared(inputs, groups, geometry, rgb, question.strip(), notes)
+
+    @property
+    def context_length(self) -> int | None:
+        """The language model's context in tokens (``max_position_embeddings``), None if unknown."""
+        cfg = self.model.config
+        text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        n = getattr(text, "max_position_embeddings", None)
+        return int(n) if isinstance(n, int) and n > 0 else None
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the input embedding: the ids the model accepts."""
+        return int(self.model.get_input_embeddings().num_embeddings)
 
     def _special_tokens_kwargs(self, text: str) -> dict:
         """Templates that already start with BOS must not get a second one (Gemma 3)."""
@@ -292,6 +336,10 @@ class VLM:
         ids = self.answer_ids(answer).to(self.device)
         if ids.numel() == 0:
             raise ValueError("the answer to score has no tokens")
+        if ids.is_floating_point() or ids.min() < 0 or ids.max() >= self.vocab_size:
+            bad = sorted({int(i) for i in ids.tolist() if not 0 <= i < self.vocab_size})[:5]
+            raise ValueError(f"token ids {bad} are outside the model's vocabulary "
+                             f"(0..{self.vocab_size - 1})")
         n = prepared.input_ids.shape[1]
         inputs = self.adapter.extend_inputs(prepared.inputs, ids[None])
         with torch.no_grad():
@@ -387,6 +435,7 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, attn_implementati
     attn_implementation : "eager" (default) so attention weights exist.
     trust_remote_code : off unless you ask; remote code runs arbitrary Python.
     """
+    from safetensors import SafetensorError  # a damaged weights file (e.g. truncated)
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     name = str(model)
@@ -419,11 +468,12 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, attn_implementati
         net = AutoModelForImageTextToText.from_pretrained(
             source, config=config, dtype=dtype, attn_implementation=attn_implementation,
             use_safetensors=kwargs.pop("use_safetensors", True), **common, **kwargs)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise ModelLoadError(f"could not load {name!r}: {e}") from None
     net.to(device).eval()
     return VLM(net, processor, adapter_cls(net, processor), name=name)
 
 
 __all__ = ["load", "VLM", "Prepared", "Generation", "Score", "ModelLoadError", "ImageError",
+           "PromptTooLongError",
            "ImageConversionWarning", "UnsupportedArchitecture", "organisms", "to_rgb"]

@@ -15,6 +15,10 @@ import numpy as np
 import torch
 
 
+class EmptyMaskError(ValueError):
+    """A mask selects no pixel, or no image token the model sees."""
+
+
 @dataclass(frozen=True)
 class TokenGroups:
     """Positions of each token group in one sequence (absolute, 0-based).
@@ -112,6 +116,8 @@ class TokenGeometry:
             raise ValueError(f"mask has shape {mask.shape}, but the image is {h}x{w} (HxW)")
         if rings < 0:
             raise ValueError("rings must be >= 0")
+        if not mask.any():
+            raise EmptyMaskError("the object mask is empty (no pixel set): it selects no image token")
         cover = self.mask_coverage(mask)
         hit = cover > min_overlap if min_overlap > 0 else cover > 0
         chosen = set()
@@ -126,6 +132,11 @@ class TokenGeometry:
             for _ in range(rings):
                 on = _dilate8(on)
             chosen.update(int(i) for i in grid[on] if i >= 0)
+        if not chosen:
+            where = "any view" if view is None else f"view {view}"
+            raise EmptyMaskError(f"the mask ({int(mask.sum())} pixels) covers no image token of "
+                                 f"{where}" + (f" by more than {min_overlap:g}" if min_overlap > 0
+                                              else " (it lies outside what the model sees)"))
         return np.array(sorted(chosen), dtype=np.int64)
 
     def mask_coverage(self, mask: np.ndarray) -> np.ndarray:

@@ -173,7 +173,7 @@ class KnockoutExplorer(Explorer):
                  max_new_tokens: int = 48, auto: bool = False, judge=None):
         self.vlm = vlm
         self.max_new_tokens = max_new_tokens
-        self.judge = judge or default_judge(vlm)
+        self.judge = judge or default_judge(vlm, image)
         self.prepared = vlm.prepare(image, question)
         self.baseline = vlm.generate(self.prepared, max_new_tokens=max_new_tokens).text
         L = vlm.adapter.n_layers

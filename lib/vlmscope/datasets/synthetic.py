@@ -33,6 +33,14 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 NUMBERS = ("zero", "one", "two", "three", "four")
 QUESTION_KINDS = ("color", "shape", "where", "exists", "count", "describe")
+SOURCE_KEY = "vlmscope.source"  # in a rendered scene's PIL ``info``: "synthetic"
+
+
+def is_synthetic(data) -> bool:
+    """Whether ``data`` (a ``Scene`` or an image) comes from the synthetic world."""
+    if isinstance(data, Scene):
+        return True
+    return getattr(data, "info", {}).get(SOURCE_KEY) == "synthetic"
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,7 @@ class World:
             arr[mask] = np.clip(colour, 0, 255)
             canvas = Image.fromarray(arr)
             objects.append(SceneObject(SHAPES[s], list(COLORS)[c], row, col, mask))
+        canvas.info[SOURCE_KEY] = "synthetic"
         return Scene(canvas, tuple(objects), seed)
 
     def questions(self, scene: Scene, seed: int, kinds=QUESTION_KINDS) -> list[Question]:
@@ -199,7 +208,9 @@ def move_object(scene: Scene, index: int, dx: int, dy: int) -> Scene:
     col = min(int((xs.mean() + dx) // cell), 2)
     moved = SceneObject(obj.shape, obj.color, row, col, new)
     objects = tuple(moved if i == index else o for i, o in enumerate(scene.objects))
-    return Scene(Image.fromarray(arr), objects, scene.seed)
+    moved = Image.fromarray(arr)
+    moved.info[SOURCE_KEY] = "synthetic"
+    return Scene(moved, objects, scene.seed)
 
 
 def _mix(seed: int, i: int) -> int:
