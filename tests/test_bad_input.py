@@ -1,13 +1,16 @@
 """Bad input and interruption: a clear error naming the problem, or a recorded skip, never a
 plausible wrong result.
 
-``MATRIX`` holds one case per kind of bad input: every CLI command, every
-image and mask kind, every stored file damaged in body and in header. An
-``error`` case asserts the exception class and a phrase of its message; a
-``recorded`` case runs a check function that asserts what was recorded (a
-quarantine, a recomputation, a skip with its reason, a refusal). CLI cases
-run with ``vlmscope.models.load`` replaced by a function that fails the
-test: each must be refused before any model loads.
+The parametrised tables below (``CLI_CASES``, ``IMAGE_CASES``,
+``CONFIG_CASES``, ``PART_DAMAGE``, ``MASK_DAMAGE``, ``MEAN_DAMAGE``,
+``JUDGE_CASES``) and the single cases between them form the matrix: every
+CLI command, every image and mask kind, every stored file damaged in body
+and in header. An error case asserts the exception class and a phrase of its
+message; a recorded case asserts what was recorded (a quarantine and a
+recomputation, a skip with its reason). CLI cases run with
+``vlmscope.models.load`` replaced by a function that fails the test: each
+must be refused before any model loads. Then a kill -9 test and a
+determinism test (marked slow).
 """
 
 from __future__ import annotations
@@ -434,8 +437,9 @@ def test_a_damaged_part_is_quarantined_and_never_counted(damage, tmp_path):
     assert set(df._key) == {keys[0], keys[2]} and len(df) == 100
 
 
-def test_every_single_byte_flip_in_a_part_is_caught(tmp_path):
-    """Not a sample: each byte of one part, flipped in turn, is detected (or harmless to the rows)."""
+def test_byte_flips_across_a_whole_part_are_caught(tmp_path):
+    """Every seventh byte of one part (header, pages, footer), flipped in turn: each flip is
+    detected, or leaves the rows exactly as written; none changes the rows unnoticed."""
     s, keys = _store_with_parts(tmp_path, n=1)
     path = s.parts / f"{keys[0]}.parquet"
     good = path.read_bytes()
