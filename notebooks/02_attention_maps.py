@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -238,7 +240,8 @@ for o in scene.objects:
     m_square[top:top + h] = m_wide
     rows.append({"object": o.name, "where": o.where,
                  "tokens (square scene)": len(geometry.tokens_for_mask(o.mask)),
-                 "tokens (wide, centre-cropped)": len(cropped.geometry.tokens_for_mask(m_wide)),
+                 "tokens (wide, centre-cropped)": len(cropped.geometry.tokens_for_mask(m_wide,
+                                                                                      allow_empty=True)),
                  "tokens (wide, padded to square)": len(padded.geometry.tokens_for_mask(m_square))})
 print("wide + centre crop :", vlm.generate(cropped, max_new_tokens=max_new_tokens).text)
 print("wide + pad-to-square:", vlm.generate(padded, max_new_tokens=max_new_tokens).text)

@@ -334,6 +334,7 @@ def test_mask_outside_what_the_model_sees(tiny):
     mask[20:30, 0:6] = True  # in the cropped-away strip
     with pytest.raises(EmptyMaskError, match="covers no image token"):
         p.geometry.tokens_for_mask(mask)
+    assert len(p.geometry.tokens_for_mask(mask, allow_empty=True)) == 0  # counting, asked for
 
 
 def test_mask_of_the_wrong_shape(tiny):

@@ -100,7 +100,7 @@ class TokenGeometry:
         return len(self.boxes)
 
     def tokens_for_mask(self, mask: np.ndarray, rings: int = 0, view: int | None = 0,
-                        min_overlap: float = 0.0) -> np.ndarray:
+                        min_overlap: float = 0.0, allow_empty: bool = False) -> np.ndarray:
         """Indices (into the image tokens) whose boxes overlap a mask, plus buffer rings.
 
         Parameters
@@ -109,6 +109,9 @@ class TokenGeometry:
         rings : 0, 1 or 2 rings of 8-neighbour dilation on the token grid.
         view : restrict to one view (``None`` = all views with a grid).
         min_overlap : share of a token's box the mask must cover; 0 means any overlap.
+        allow_empty : return no tokens, instead of raising ``EmptyMaskError``, when a
+            (non-empty) mask covers no token, e.g. an object the centre crop cut
+            away. An empty mask (no pixel set) is always an error.
         """
         mask = np.asarray(mask, dtype=bool)
         w, h = self.image_size
@@ -132,7 +135,7 @@ class TokenGeometry:
             for _ in range(rings):
                 on = _dilate8(on)
             chosen.update(int(i) for i in grid[on] if i >= 0)
-        if not chosen:
+        if not chosen and not allow_empty:
             where = "any view" if view is None else f"view {view}"
             raise EmptyMaskError(f"the mask ({int(mask.sum())} pixels) covers no image token of "
                                  f"{where}" + (f" by more than {min_overlap:g}" if min_overlap > 0
