@@ -59,8 +59,8 @@ def check_locality(vlm, image: Image.Image, box, question: str = "what is this ?
     grown = np.zeros_like(mask)
     grown[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = True
     geo = a.geometry
-    covering = set(geo.tokens_for_mask(mask, view=None).tolist())
-    near = set(geo.tokens_for_mask(grown, view=None).tolist())
+    covering = set(geo.tokens_for_mask(mask, view=None, allow_empty=True).tolist())
+    near = set(geo.tokens_for_mask(grown, view=None, allow_empty=True).tolist())
     changed = set(np.nonzero(diff.numpy() > 1e-5)[0].tolist())
     return changed, covering, near
 
