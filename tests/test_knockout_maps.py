@@ -26,6 +26,19 @@ def test_batched_sweep_equals_one_configuration_at_a_time(tiny, scene):
     assert (last.text == last.baseline).all()  # start = L cuts nothing
 
 
+def test_sweep_numbers_layers_as_the_paper_and_judges_both_ways(tiny, scene):
+    from vlmscope.judge import ExactJudge, IdentityJudge
+
+    df = knockout_sweep(tiny, scene.image, SweepConfig(configs=("img->gen",), starts=(0, 1),
+                                                       max_new_tokens=6),
+                        judge=IdentityJudge(), also={"exact": ExactJudge()})
+    assert list(df.l) == [-1, 0] and list(df.start) == [0, 1] and set(df.judge) == {"identity"}
+    for r in df.itertuples():  # each column is its own judge's figure on the row's texts
+        assert r.f1 == IdentityJudge().compare(r.text, r.baseline)["f1"]
+        assert r.f1_exact == ExactJudge().compare(r.text, r.baseline)["f1"]
+        assert r.recall_exact == ExactJudge().compare(r.text, r.baseline)["recall"]
+
+
 def test_sweep_rejects_bad_arguments(tiny, scene):
     with pytest.raises(IndexError, match="out of range"):
         knockout_sweep(tiny, scene.image, SweepConfig(starts=(99,), max_new_tokens=2))

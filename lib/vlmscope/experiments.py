@@ -42,10 +42,13 @@ def _maps(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
 
 
 def _knockout(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
+    """Kaduri et al.'s rule (object identities) in ``f1``, exact tuples beside in ``f1_exact``."""
+    from .judge import ExactJudge, paper_judge
     from .knockout import SweepConfig, knockout_sweep
 
     return knockout_sweep(vlm, scene.image, SweepConfig(question=cfg.question,
-                                                        max_new_tokens=cfg.max_new_tokens))
+                                                        max_new_tokens=cfg.max_new_tokens),
+                          judge=paper_judge(synthetic=True), also={"exact": ExactJudge()})
 
 
 def _compression(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
@@ -234,8 +237,13 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
         return {"best_pointing_layer": int(by.pointing.idxmax()),
                 "best_pointing": round(float(by.pointing.max()), 4), "words": int(df.step.nunique())}
     if name == "knockout":
-        full = df[df.start == 0].groupby("config").f1.mean()
-        return {f"f1_all_layers[{k}]": round(float(v), 4) for k, v in full.items()}
+        # the paper's l: cut in layers with index > l; l = -1 is every layer
+        full = df[df.start == 0].groupby("config")
+        out = {f"f1[{k},l=-1]": round(float(v), 4) for k, v in full.f1.mean().items()}
+        if "f1_exact" in df:
+            out |= {f"f1_exact[{k},l=-1]": round(float(v), 4)
+                    for k, v in full.f1_exact.mean().items()}
+        return out
     if name == "heatmaps":
         ok = df[df.skipped == ""]
         answered = df.correct.dropna() if "correct" in df else pd.Series(dtype=float)
@@ -256,9 +264,20 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
     if name == "ablation":
         from .ablation import loss_table
 
-        t = loss_table(df[df.rings == 1], by=("rule",))
-        return {f"lost[{r.rule},+1]": round(float(r.lost), 4) for r in t.itertuples()} | {
-            "denominator": int(t.n_correct_before.iloc[0]) if len(t) else 0}
+        # Table 1's protocol: objects that pass the noise filter, one table per task
+        # (generative / polling / VQA); the pooled figure is an extra
+        d = df[df.rings == 1]
+        out = {}
+        if "noise_filter_keep" in d:
+            objs = d.drop_duplicates(["_key", "object"]) if "_key" in d else d.drop_duplicates("object")
+            out["noise_filter_kept"] = f"{int(objs.noise_filter_keep.sum())} of {len(objs)}"
+            d = d[d.noise_filter_keep.astype(bool)]
+        for r in loss_table(d, by=("rule", "task")).itertuples():
+            out[f"lost[{r.rule},+1,{r.task}]"] = round(float(r.lost), 4)
+            out[f"n[{r.rule},+1,{r.task}]"] = int(r.n_correct_before)
+        for r in loss_table(d, by=("rule",)).itertuples():
+            out[f"lost[{r.rule},+1,pooled]"] = round(float(r.lost), 4)
+        return out
     if name == "lens":
         by = df[df.rings == 0].groupby("layer").share.mean()
         return {"best_layer": int(by.idxmax()), "best_share": round(float(by.max()), 4)}

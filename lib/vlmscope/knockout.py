@@ -6,6 +6,10 @@ same model's un-knocked description. Pairs run as one batch: each batch row
 carries its own knockout (``attention.Knockout``), so the sweep costs a few
 batched generations instead of ``3 x (L + 1)`` single ones. Never reuse a
 baseline KV cache: a prefill knockout changes the cached keys and values.
+
+Layer numbering as in the paper: edges are cut in the layers with index > l,
+so l = -1 cuts every layer and l = L - 1 none. Rows carry ``l`` and the
+internal ``start = l + 1`` (the first cut layer).
 """
 
 from __future__ import annotations
@@ -51,13 +55,20 @@ def generate_with_knockouts(vlm, prepared, edge_sets, max_new_tokens: int = 48,
     return texts
 
 
-def knockout_sweep(vlm, image, cfg: SweepConfig = SweepConfig(), judge=None) -> pd.DataFrame:
+def knockout_sweep(vlm, image, cfg: SweepConfig = SweepConfig(), judge=None,
+                   also: dict | None = None) -> pd.DataFrame:
     """One row per (config, start): the knocked-out text and its object P/R/F1.
 
-    ``start`` is the first knocked-out layer ("from layer l on"): 0 cuts every
-    layer, L cuts none (the paper's "index > l" is ``start = l + 1``).
+    ``l`` is the paper's layer number (cut in layers with index > l: -1 cuts
+    every layer, L - 1 none); ``start = l + 1`` is the first cut layer.
+    ``judge`` gives the precision/recall/f1 columns (default
+    ``judge.default_judge``; where Kaduri et al.'s figure is reproduced pass
+    ``judge.paper_judge(...)``); ``also`` maps a name to further judges whose
+    figures are added beside as ``precision_<name>``, ``recall_<name>``,
+    ``f1_<name>`` (e.g. ``{"exact": ExactJudge()}``).
     """
     judge = judge or default_judge(vlm)
+    also = dict(also or {})
     prepared = vlm.prepare(image, cfg.question)
     L = vlm.adapter.n_layers
     starts = tuple(range(L + 1)) if cfg.starts is None else cfg.starts
@@ -73,6 +84,11 @@ def knockout_sweep(vlm, image, cfg: SweepConfig = SweepConfig(), judge=None) -> 
     texts = generate_with_knockouts(vlm, prepared, edges, cfg.max_new_tokens, cfg.batch_size)
     rows = []
     for (c, s), text in zip(pairs, texts):
-        rows.append({"config": c, "start": s, "n_layers": L, "text": text, "baseline": baseline,
-                     **judge.compare(text, baseline)})
+        row = {"config": c, "l": s - 1, "start": s, "n_layers": L, "text": text,
+               "baseline": baseline, "judge": getattr(judge, "name", type(judge).__name__),
+               **judge.compare(text, baseline)}
+        for name, other in also.items():
+            res = other.compare(text, baseline)
+            row.update({f"{k}_{name}": res[k] for k in ("precision", "recall", "f1")})
+        rows.append(row)
     return pd.DataFrame(rows)
