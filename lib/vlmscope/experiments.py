@@ -203,8 +203,11 @@ def _lens(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
 
 
 def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
-    """Each object's one-token colour question under last-position knockout (paper + sliding windows)."""
-    from .lastpos import lastpos_knockout, paper_windows, sliding_windows
+    """Each object's one-token colour question under last-position knockout (paper + sliding windows).
+
+    Conditions: the released ones (``lastpos.CONDITIONS``) and ours beside (``lastpos.OURS``).
+    """
+    from .lastpos import CONDITIONS, OURS, lastpos_knockout, paper_windows, sliding_windows
 
     L = vlm.adapter.n_layers
     windows = {**paper_windows(L), **sliding_windows(L)}
@@ -213,7 +216,7 @@ def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
         q = f"what color is the {o.shape} ?"
         p = vlm.prepare(scene.image, q)
         answer = vlm.tokenizer(o.color, add_special_tokens=False)["input_ids"][0]
-        frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows)
+        frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows, CONDITIONS + OURS)
                       .assign(object=o.name, question=f"{scene.seed}:{q}"))
     return pd.concat(frames, ignore_index=True)
 
@@ -285,8 +288,13 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
         from .lastpos import summary_table
 
         t = summary_table(df).set_index(["condition", "window"])
-        return {f"relative_accuracy[{c},{w}]": round(float(v), 4)
-                for (c, w), v in t.relative_accuracy.items() if w == "all"}
+        out = {f"relative_accuracy[{c},{w}]": round(float(v), 4)
+               for (c, w), v in t.relative_accuracy.items() if w == "all"}
+        if ("object", "all") in t.index:  # released: the top token's drop; ours: the answer's
+            out["p_drop[object,all]"] = round(float(t.loc[("object", "all"), "p_drop"]), 4)
+            if "p_drop_answer" in t:
+                out["p_drop_answer[object,all]"] = round(float(t.loc[("object", "all"), "p_drop_answer"]), 4)
+        return out
     if name == "compression":
         from .compression import scores
 
@@ -307,6 +315,9 @@ def _setup(name: str, vlm, store: RunStore, world: World, seed: int, heatmap=Non
     between the run configuration and the scene seed; ``extra_for(key)`` gives
     the experiment's keyword arguments for the part with that key.
     """
+    # the rules a part was computed with (released by default since "rules-2"): parts made under
+    # other rules are never reused
+    rules = {"knockout": ["rules-2"], "lastpos": ["rules-2"]}.get(name, [])
     if name == "heatmaps":
         from .heatmaps import HeatmapConfig
 
@@ -318,8 +329,8 @@ def _setup(name: str, vlm, store: RunStore, world: World, seed: int, heatmap=Non
 
         refs = [world.scene(_mix(10**6 + seed, j)).image for j in range(32)]
         mean = mean_vector(vlm, refs, cache=store.root / f"mean-{seed}.safetensors")
-        return [mean.images_digest], lambda key: {"mean": mean}
-    return [], lambda key: {}
+        return [mean.images_digest, "rules-2"], lambda key: {"mean": mean}
+    return rules, lambda key: {}
 
 
 def run_experiment(name: str, vlm, model_name: str, n: int, seed: int, out: str | Path,
