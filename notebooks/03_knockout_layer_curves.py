@@ -159,8 +159,10 @@ if q_best <= chance + 0.1 < img_best:
           "labels) while the image positions do: there is no global summary in the query for "
           "img->gen to fall back on, which is why it leaves nothing here")
 elif q_best > chance + 0.1:
-    print("-> the query positions do hold object identity; img->gen still fails, so the generated "
-          "rows do not read it: why is not known from these measurements")
+    print(f"-> the query positions do hold object identity (probe {q_best:.2f}), yet img->gen leaves "
+          f"F1 {all_layers.get('img->gen', float('nan')):.2f} and img->txt "
+          f"{all_layers.get('img->txt', float('nan')):.2f}: the generated rows read the image directly "
+          "and do not use what the query holds; why training gave this route only is not known")
 else:
     print("-> the probes do not separate the places; not known")
 
