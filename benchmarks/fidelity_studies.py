@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 
 def probes(vlm, n_train: int = 300, n_test: int = 100, seed: int = 7) -> dict:

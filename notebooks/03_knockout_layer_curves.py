@@ -93,9 +93,10 @@ fig.savefig(figures / "03_knockout_exact.png", dpi=120)
 #
 # Kaduri et al. report for LLaVA-1.5-7B and InternVL2-76B: with the cut in all
 # layers, **img→gen keeps F1 ≈ 0.4** (the query tokens carry global image
-# information to the answer) while **img→txt collapses**; sweeping the start
-# layer, F1 jumps back in the **middle layers** (about layers 4-20 of 32 for
-# LLaVA; "about 25% of layers").
+# information to the answer) while **img→txt collapses**; sweeping l, F1
+# jumps back in the **middle layers** (about layers 4-20 of 32 for LLaVA;
+# "about 25% of layers"). Their F1 is the judge's, over object identities:
+# compare it with `f1` here, not with `f1_exact`.
 
 # %%
 all_layers = sweep[sweep.l == -1].groupby("config").f1.mean()
