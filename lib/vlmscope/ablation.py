@@ -166,8 +166,9 @@ IG_RULES = {"released": {"steps": 50, "absolute": True, "points": "linspace"},
             "ours": {"steps": 8, "absolute": False, "points": "right"}}
 
 
-def ig_attribution(vlm, prepared, answer, steps: int | None = None, baseline: torch.Tensor | None = None,
-                   embeddings: torch.Tensor | None = None, rule: str = "released") -> np.ndarray:
+def ig_attribution(vlm, prepared, answer, steps: int | None = None,
+                   baseline: torch.Tensor | None = None, embeddings: torch.Tensor | None = None,
+                   rule: str = "released") -> np.ndarray:
     """``[n_image]`` integrated gradients of the answer's first token log-probability per image token.
 
     Path from ``baseline`` (default zeros; ``ablate_scene`` passes the mean
@@ -370,7 +371,8 @@ def ablate_scene(vlm, scene, mean: MeanVector, rings=(0, 1, 2), rules=RULES, tas
 NOISE_RULES = ("patches", "pixels")
 
 
-def noised(vlm, image, mask, rule: str = "patches", seed: int = 0, question: str = "describe the image ."):
+def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
+           question: str = "describe the image ."):
     """``image`` with the object replaced by uniform noise (a PIL image).
 
     ``rule="patches"`` (released, ``replace_image_regions_with_patches``): every
@@ -386,7 +388,8 @@ def noised(vlm, image, mask, rule: str = "patches", seed: int = 0, question: str
     arr = np.asarray(image.convert("RGB")).copy()
     m = np.asarray(mask, dtype=bool)
     if m.shape != arr.shape[:2]:
-        raise ValueError(f"mask has shape {m.shape}, but the image is {arr.shape[0]}x{arr.shape[1]} (HxW)")
+        raise ValueError(f"mask has shape {m.shape}, but the image is "
+                         f"{arr.shape[0]}x{arr.shape[1]} (HxW)")
     rng = np.random.default_rng(seed)
     if rule == "pixels":
         arr[m] = rng.integers(0, 256, (int(m.sum()), 3), dtype=np.uint8)

@@ -291,9 +291,10 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
         out = {f"relative_accuracy[{c},{w}]": round(float(v), 4)
                for (c, w), v in t.relative_accuracy.items() if w == "all"}
         if ("object", "all") in t.index:  # released: the top token's drop; ours: the answer's
-            out["p_drop[object,all]"] = round(float(t.loc[("object", "all"), "p_drop"]), 4)
+            row = t.loc[("object", "all")]
+            out["p_drop[object,all]"] = round(float(row.p_drop), 4)
             if "p_drop_answer" in t:
-                out["p_drop_answer[object,all]"] = round(float(t.loc[("object", "all"), "p_drop_answer"]), 4)
+                out["p_drop_answer[object,all]"] = round(float(row.p_drop_answer), 4)
         return out
     if name == "compression":
         from .compression import scores
