@@ -385,7 +385,10 @@ def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
 
     if rule not in NOISE_RULES:
         raise ValueError(f"unknown noise rule {rule!r}; known: {', '.join(NOISE_RULES)}")
-    arr = np.asarray(image.convert("RGB")).copy()
+    from .models import to_rgb
+
+    image = to_rgb(image)
+    arr = np.asarray(image).copy()
     m = np.asarray(mask, dtype=bool)
     if m.shape != arr.shape[:2]:
         raise ValueError(f"mask has shape {m.shape}, but the image is "
