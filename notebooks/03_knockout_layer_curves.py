@@ -166,6 +166,10 @@ elif q_best > chance + 0.1:
           "and do not use what the query holds; why training gave this route only is not known")
 else:
     print("-> the probes do not separate the places; not known")
+summary.update(probe_query_best=q_best, probe_image_best=img_best, probe_shuffled_best=chance,
+               generated_attention_on_query=query_share,
+               generated_attention_on_image=float(looks["image"].mean()))
+(figures / "03_summary.json").write_text(json.dumps(summary, indent=1))
 
 # %% [markdown]
 # ## Try it: cut and regenerate one description

@@ -94,6 +94,7 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
         assert summary["n_images"] == 1
         assert set(summary["f1_l=-1"]) == set(summary["f1_exact_l=-1"]) == {
             "img->gen", "img->txt", "img->txt+gen"}
+        assert 0.0 <= summary["probe_query_best"] <= 1.0 and 0.0 <= summary["probe_image_best"] <= 1.0
     if prefix == "05":
         assert summary["selected"] and summary["n_scored"] + summary["n_skipped"] == 2
         assert set(summary["deletion"]) == {"iGOS+", "attention", "gradient", "random"}
