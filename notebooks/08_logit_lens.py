@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -151,5 +153,13 @@ side
 #   questions about a synthetic world need not build the word-aligned
 #   representations a 7B model pretrained on text has: the "reads as" table
 #   shows what its patches decode to instead.
+# - Where this differs from the paper: on the bundled organism the object
+#   patches decode mostly to position words (rows and columns), not to their
+#   colour or shape, where the paper finds object names in mid-late layers.
+#   Why is **not known**: these measurements do not test it. One untested
+#   guess is that every object word the organism was trained to produce comes
+#   with a place ("a red circle at top left"), so the place is what its image
+#   tokens are pushed towards; a probe or an intervention on the patches
+#   would be needed to say more.
 # - The lens is a *reading*, not an intervention: notebook 07 (ablation) and
 #   notebook 09 (last-position knockout) test where the information is used.

@@ -121,7 +121,7 @@ def test_choose_tokens_rules():
 def test_ig_attribution_is_complete(tiny, prepared, mean):
     """Integrated gradients sum to f(x) - f(baseline) (Riemann error shrinks with steps)."""
     answer = tiny.answer_ids("red")
-    att = A.ig_attribution(tiny, prepared, answer, steps=64, baseline=mean.vector)
+    att = A.ig_attribution(tiny, prepared, answer, steps=64, baseline=mean.vector, rule="ours")
     from vlmscope.hooks import hooked
 
     img = prepared.groups.image
@@ -142,6 +142,116 @@ def test_ig_attribution_is_complete(tiny, prepared, mean):
 
     assert att.shape == (img.numel(),)
     assert att.sum() == pytest.approx(f(False) - f(True), rel=0.05, abs=1e-4)
+
+
+def _direct_ig(vlm, prepared, answer, baseline, alphas, absolute):
+    """Integrated gradients written out: gradients of the answer's log-probability w.r.t. the
+    image embeddings along the given path points, averaged, times (x - x0)."""
+    from vlmscope.hooks import capture_lm_inputs, hooked
+
+    with capture_lm_inputs(vlm) as seen, torch.no_grad():
+        vlm.model(**prepared.inputs)
+    img = prepared.groups.image
+    x = seen[0][0, img].float()
+    x0 = baseline.float().expand_as(x)
+    n = prepared.input_ids.shape[1]
+    inputs = vlm.adapter.extend_inputs(prepared.inputs, answer[:1][None])
+    total = torch.zeros_like(x)
+    for a in alphas:
+        z = (x0 + a * (x - x0)).detach().requires_grad_(True)
+
+        def put(module, args, kwargs, z=z):
+            emb = kwargs["inputs_embeds"].clone()
+            emb[0, img] = z.to(emb.dtype)
+            return args, {**kwargs, "inputs_embeds": emb}
+
+        with hooked(vlm.adapter.language_model, put, pre=True):
+            lp = torch.log_softmax(vlm.model(**inputs).logits[0, n - 1].float(), -1)[answer[0]]
+        (g,) = torch.autograd.grad(lp, z)
+        total += g
+    per = (x - x0) * total / len(alphas)
+    return (per.abs() if absolute else per).sum(-1).numpy()
+
+
+def test_ig_rules_released_and_ours(tiny, prepared, mean):
+    answer = tiny.answer_ids("red")
+    rel = A.ig_attribution(tiny, prepared, answer, steps=3, baseline=mean.vector)  # released default
+    ours = A.ig_attribution(tiny, prepared, answer, steps=3, baseline=mean.vector, rule="ours")
+    np.testing.assert_allclose(rel, _direct_ig(tiny, prepared, answer, mean.vector, [0, 0.5, 1], True),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours, _direct_ig(tiny, prepared, answer, mean.vector, [1 / 3, 2 / 3, 1],
+                                                False), rtol=1e-4, atol=1e-6)
+    assert (rel >= 0).all() and (ours < 0).any()  # absolute values against signed ones
+    assert A.IG_RULES["released"]["steps"] == 50 and A.IG_RULES["ours"]["steps"] == 8
+    with pytest.raises(ValueError, match="unknown IG rule"):
+        A.ig_attribution(tiny, prepared, answer, rule="signed")
+
+
+def test_high_norm_count_uses_the_unbiased_std():
+    norms = np.r_[np.zeros(10), 1.0, 0.87]  # 0.87 lies between the two thresholds
+    t = torch.tensor(norms)
+    assert A.high_norm_count(norms) == int((t > t.mean() + 2 * t.std()).sum()) == 1  # torch: ddof=1
+    assert A.high_norm_count(norms, ddof=0) == 2
+
+
+def test_noise_rules_patches_and_pixels(tiny, scene):
+    obj = scene.objects[0]
+    img = np.asarray(scene.image.convert("RGB"))
+    h, w = obj.mask.shape
+    geo = tiny.prepare(scene.image, "describe the image .").geometry
+    rows, cols = geo.grids[0]
+    ch, cw = h // rows, w // cols
+    assert (ch * rows, cw * cols) == (h, w)  # the tiny model's cells tile the image exactly
+    cells = np.zeros((h, w), bool)  # by hand: every cell the mask touches, whole
+    for r in range(rows):
+        for c in range(cols):
+            if obj.mask[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw].any():
+                cells[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = True
+    patched = np.asarray(A.noised(tiny, scene.image, obj.mask, rule="patches", seed=1))
+    pixels = np.asarray(A.noised(tiny, scene.image, obj.mask, rule="pixels", seed=1))
+    changed_p = (patched != img).any(-1)
+    changed_x = (pixels != img).any(-1)
+    assert not changed_p[~cells].any() and changed_p[cells].mean() > 0.9
+    assert not changed_x[~obj.mask].any() and changed_x[obj.mask].mean() > 0.9
+    assert (cells & ~obj.mask).any() and not changed_x[cells & ~obj.mask].any()  # the outline stays
+    # released: one noise patch, the same in every cell
+    first = None
+    for r in range(rows):
+        for c in range(cols):
+            if cells[r * ch, c * cw]:
+                block = patched[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw]
+                first = block if first is None else first
+                assert np.array_equal(block, first)
+    with pytest.raises(ValueError, match="unknown noise rule"):
+        A.noised(tiny, scene.image, obj.mask, rule="blur")
+
+
+def test_ablate_object_reports_top_and_answer_probabilities(tiny, scene, mean):
+    from vlmscope.hooks import hooked
+
+    obj = scene.objects[0]
+    tasks = {"vqa": (f"what color is the {obj.shape} ?", lambda t: t.strip() == obj.color)}
+    df = A.ablate_object(tiny, scene.image, obj.mask, tasks, mean, rings=(0,), rules=("object",),
+                         max_new_tokens=2)
+    r = df.iloc[0]
+    p = tiny.prepare(scene.image, tasks["vqa"][0])
+    toks = p.geometry.tokens_for_mask(obj.mask)
+    pos = p.groups.image[torch.as_tensor(toks)]
+
+    def put(module, args, kwargs):
+        emb = kwargs["inputs_embeds"].clone()
+        emb[:, pos] = mean.vector.to(emb)
+        return args, {**kwargs, "inputs_embeds": emb}
+
+    with torch.no_grad():
+        before = torch.softmax(tiny.model(**p.inputs).logits[0, -1].float(), -1)
+        with hooked(tiny.adapter.language_model, put, pre=True):
+            after = torch.softmax(tiny.model(**p.inputs).logits[0, -1].float(), -1)
+    first = int(before.argmax())  # greedy: the un-ablated answer's first token
+    assert r.p_top_before == pytest.approx(float(before.max()), abs=1e-5)
+    assert r.p_top_after == pytest.approx(float(after.max()), abs=1e-5)
+    assert r.p_before == pytest.approx(float(before[first]), abs=1e-5)
+    assert r.p_after == pytest.approx(float(after[first]), abs=1e-5)
 
 
 def test_loss_table_counts_and_intervals():

@@ -145,3 +145,31 @@ def test_ablation_run_caches_its_mean_vector(tiny, tmp_path):
     df = pd.concat(pd.read_parquet(p) for p in (tmp_path / "ablation" / "parts").glob("*.parquet"))
     assert set(df.rule) == {"object", "random", "high-norm", "ig"} and set(df.rings) == {0, 1, 2}
     assert (df.groupby(["item", "object", "rings", "task"]).n_tokens.nunique() == 1).all()  # matched
+
+
+def test_ablation_summary_is_per_task_on_the_noise_filtered_objects():
+    from vlmscope.experiments import summarise
+
+    rows = []
+    # object a passes the filter, object b does not (its rows must not count)
+    for obj, keep in (("a", True), ("b", False)):
+        for task, before, after in (("generative", True, False), ("polling", True, True),
+                                    ("vqa", True, False), ("vqa", False, False)):
+            rows.append({"_key": "k", "object": obj, "noise_filter_keep": keep, "rings": 1,
+                         "rule": "object", "task": task, "n_tokens": 4,
+                         "correct_before": before, "correct_after": after})
+    s = summarise("ablation", pd.DataFrame(rows))
+    assert s["noise_filter_kept"] == "1 of 2"
+    # by hand, object a only: generative 1 of 1 lost, polling 0 of 1, vqa 1 of 1; pooled 2 of 3
+    assert (s["lost[object,+1,generative]"], s["lost[object,+1,polling]"],
+            s["lost[object,+1,vqa]"]) == (1.0, 0.0, 1.0)
+    assert s["n[object,+1,vqa]"] == 1 and s["lost[object,+1,pooled]"] == round(2 / 3, 4)
+
+
+def test_knockout_summary_uses_the_papers_l():
+    from vlmscope.experiments import summarise
+
+    df = pd.DataFrame({"config": ["img->gen"] * 3, "start": [0, 0, 1], "l": [-1, -1, 0],
+                       "f1": [0.5, 1.0, 0.0], "f1_exact": [0.0, 0.5, 0.0]})
+    s = summarise("knockout", df)
+    assert s == {"f1[img->gen,l=-1]": 0.75, "f1_exact[img->gen,l=-1]": 0.25}

@@ -52,6 +52,20 @@ def test_f1_and_deterministic_judges():
     assert (e["precision"], e["recall"]) == (1.0, 0.5)
 
 
+def test_identity_judge_counts_shapes_and_ignores_colour_and_place():
+    from vlmscope.judge import IdentityJudge, paper_judge
+
+    ref = "a red circle at top left , a blue circle at bottom right , a green square at middle center ."
+    moved = "a yellow circle at middle left , a red triangle at top center ."
+    assert IdentityJudge().objects(ref) == {"circle", "square"}  # two circles: one identity
+    r = IdentityJudge().compare(moved, ref)  # by hand: {circle, triangle} vs {circle, square}
+    assert (r["tp"], r["fp"], r["fn"], r["precision"], r["recall"]) == (1, 1, 1, 0.5, 0.5)
+    assert ExactJudge().compare(moved, ref)["tp"] == 0  # the stricter rule finds nothing
+    assert IdentityJudge().compare("nothing here", ref)["f1"] == 0.0
+    assert isinstance(paper_judge(synthetic=True), IdentityJudge)
+    assert isinstance(paper_judge(synthetic=False), VocabularyJudge)
+
+
 # ---------------------------------------------------------- fake LLM server
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output quiet

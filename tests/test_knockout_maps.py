@@ -26,6 +26,19 @@ def test_batched_sweep_equals_one_configuration_at_a_time(tiny, scene):
     assert (last.text == last.baseline).all()  # start = L cuts nothing
 
 
+def test_sweep_numbers_layers_as_the_paper_and_judges_both_ways(tiny, scene):
+    from vlmscope.judge import ExactJudge, IdentityJudge
+
+    df = knockout_sweep(tiny, scene.image, SweepConfig(configs=("img->gen",), starts=(0, 1),
+                                                       max_new_tokens=6),
+                        judge=IdentityJudge(), also={"exact": ExactJudge()})
+    assert list(df.l) == [-1, 0] and list(df.start) == [0, 1] and set(df.judge) == {"identity"}
+    for r in df.itertuples():  # each column is its own judge's figure on the row's texts
+        assert r.f1 == IdentityJudge().compare(r.text, r.baseline)["f1"]
+        assert r.f1_exact == ExactJudge().compare(r.text, r.baseline)["f1"]
+        assert r.recall_exact == ExactJudge().compare(r.text, r.baseline)["recall"]
+
+
 def test_sweep_rejects_bad_arguments(tiny, scene):
     with pytest.raises(IndexError, match="out of range"):
         knockout_sweep(tiny, scene.image, SweepConfig(starts=(99,), max_new_tokens=2))
@@ -96,3 +109,26 @@ def test_image_token_norms_match_the_models_hidden_states(tiny, scene):
         want = hs[layer][0, p.groups.image].norm(dim=-1).numpy()
         np.testing.assert_allclose(norms[layer], want, rtol=1e-5)
     assert not np.allclose(norms[0], norms[1])
+
+
+def test_probe_accuracy_reads_what_is_there_and_nothing_else():
+    from vlmscope.knockout import probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(200, 3, generator=g) > 0.5).float()
+    noise = torch.randn(200, 8, generator=g)
+    signal = torch.cat([y * 2 - 1 + 0.1 * torch.randn(200, 3, generator=g), noise[:, :5]], 1)
+    assert probe_accuracy(signal[:150], y[:150], signal[150:], y[150:]) > 0.95
+    assert abs(probe_accuracy(noise[:150], y[:150], noise[150:], y[150:]) - 0.5) < 0.15
+
+
+def test_identity_probes_rows(tiny):
+    from vlmscope.knockout import identity_probes
+
+    scenes = [World().scene(seed=50 + i) for i in range(12)]
+    df = identity_probes(tiny, scenes, n_train=8)
+    L = tiny.adapter.n_layers
+    assert len(df) == 4 * (L + 1) and set(df.layer) == set(range(L + 1))
+    assert df.balanced_accuracy.between(0, 1).all()
+    with pytest.raises(ValueError, match="n_train"):
+        identity_probes(tiny, scenes, n_train=12)

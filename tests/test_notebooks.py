@@ -50,7 +50,7 @@ SMALLEST = {
     "02": ({"n_images": 2, "max_new_tokens": 24},
            ("02_maps_across_layers.png", "02_localisation.png", "02_localisation.parquet",
             "02_peaks.parquet", "02_summary.json")),
-    "03": ({"n_images": 1, "max_new_tokens": 16},
+    "03": ({"n_images": 1, "max_new_tokens": 16, "n_probe_scenes": 16},
            ("03_knockout.png", "03_knockout.parquet", "03_summary.json")),
     "04": ({"n_images": 2, "k_values": [0.05, 1.0]},
            ("04_compression.png", "04_compression_kinds.png", "04_compression.parquet",
@@ -92,6 +92,9 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
         assert 0.0 < summary["pointing_chance"] < 1.0
     if prefix == "03":
         assert summary["n_images"] == 1
+        assert set(summary["f1_l=-1"]) == set(summary["f1_exact_l=-1"]) == {
+            "img->gen", "img->txt", "img->txt+gen"}
+        assert 0.0 <= summary["probe_query_best"] <= 1.0 and 0.0 <= summary["probe_image_best"] <= 1.0
     if prefix == "05":
         assert summary["selected"] and summary["n_scored"] + summary["n_skipped"] == 2
         assert set(summary["deletion"]) == {"iGOS+", "attention", "gradient", "random"}
@@ -116,7 +119,9 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
         assert 0.0 <= summary["best_share"] <= 1.0 and summary["reads_as"]
     if prefix == "09":
         ra = summary["relative_accuracy"]
-        assert {"object+1,all", "other image,all", "last row,all"} <= set(ra)
+        assert {"object+1,all", "other image,all", "last row: object+1,all", "last row: rest,all",
+                "other image, object only,all", "last row -> last,all"} <= set(ra)
+        assert set(summary["p_drop_answer"]) == set(summary["p_drop"])
         assert summary["windows"]["all"] == list(range(summary["n_layers"]))
     nb = nbformat.read(done, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -7,9 +7,16 @@ during prefill only; positions do not change. Which tokens:
 - ``object``: the tokens whose boxes overlap the object's mask (any overlap),
   plus 0, 1 or 2 rings of 8-neighbour buffer (``TokenGeometry.tokens_for_mask``);
 - baselines at the same count: ``random`` (seeded), ``high-norm`` (the tokens
-  with the largest embedding norm; how many exceed mean + 2 std is reported),
-  ``ig`` (integrated-gradients top-n, attributed to the ANSWER token's
-  log-probability, not to BOS as in the reference code).
+  with the largest embedding norm; how many exceed mean + 2 std is reported,
+  with torch's unbiased std as released), ``ig`` (integrated-gradients top-n,
+  attributed to the ANSWER token's log-probability, not to BOS as in the
+  reference code; absolute values, 50 points as released, or ours: signed, 8).
+
+Rules as released by clemneo/llava-interp unless an option says otherwise
+(docs/fidelity.md): the noise filter replaces every patch cell overlapping the
+object (``noise_rule="patches"``; ours: the mask's pixels only); the
+probability drop is on the top token's probability (``p_top_before`` /
+``p_top_after``; ours, the answer's first token: ``p_before`` / ``p_after``).
 
 ``mean_vector`` computes the mean visual-token vector over a reference image
 set (all positions) and caches it with its provenance; a damaged or
@@ -149,18 +156,35 @@ def image_embedding_norms(vlm, prepared, embeddings: torch.Tensor | None = None)
     return emb.norm(dim=-1).cpu().numpy()
 
 
-def ig_attribution(vlm, prepared, answer, steps: int = 8, baseline: torch.Tensor | None = None,
-                   embeddings: torch.Tensor | None = None) -> np.ndarray:
+IG_RULES = {"released": {"steps": 50, "absolute": True, "points": "linspace"},
+            "ours": {"steps": 8, "absolute": False, "points": "right"}}
+
+
+def ig_attribution(vlm, prepared, answer, steps: int | None = None,
+                   baseline: torch.Tensor | None = None, embeddings: torch.Tensor | None = None,
+                   rule: str = "released") -> np.ndarray:
     """``[n_image]`` integrated gradients of the answer's first token log-probability per image token.
 
     Path from ``baseline`` (default zeros; ``ablate_scene`` passes the mean
-    visual-token vector) to the real embeddings, ``steps`` right Riemann
-    points; attribution = sum over the embedding dimension of (x - x0) * mean
-    gradient. The target is the ANSWER token (the reference code attributed
-    to BOS). Zeros are a poor path start for pre-norm decoders: RMSNorm maps
-    any small non-zero vector to unit scale but zero to zero, so the path
-    jumps at its start and the attributions do not sum to f(x) - f(0).
+    visual-token vector) to the real embeddings. ``rule="released"`` (the
+    reference code's ``integrated_gradients`` / ``get_high_gradient_indices``):
+    ``steps`` = 50 points ``linspace(0, 1, steps)`` (both ends included),
+    attribution = sum over the embedding dimension of ``|(x - x0) * mean
+    gradient|``. ``rule="ours"``: 8 right Riemann points ``k / steps`` and the
+    signed sum (which adds up to f(x) - f(x0), up to the Riemann error).
+    ``steps`` overrides the rule's count. Both attribute to the ANSWER token
+    (the reference code's target, ``encode("Yes")[0]``, is BOS). Zeros are a
+    poor path start for pre-norm decoders: RMSNorm maps any small non-zero
+    vector to unit scale but zero to zero, so the path jumps at its start.
     """
+    if rule not in IG_RULES:
+        raise ValueError(f"unknown IG rule {rule!r}; known: {', '.join(IG_RULES)}")
+    spec = IG_RULES[rule]
+    steps = spec["steps"] if steps is None else int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, not {steps}")
+    alphas = (torch.linspace(0, 1, steps).tolist() if spec["points"] == "linspace"
+              else [k / steps for k in range(1, steps + 1)])
     ids = vlm.answer_ids(answer)[:1].to(vlm.device)
     x = image_embeddings(vlm, prepared) if embeddings is None else embeddings.float()
     img = prepared.groups.image.to(x.device)
@@ -168,8 +192,8 @@ def ig_attribution(vlm, prepared, answer, steps: int = 8, baseline: torch.Tensor
     grads = torch.zeros_like(x)
     inputs = vlm.adapter.extend_inputs(prepared.inputs, ids[None])
     n = prepared.input_ids.shape[1]
-    for k in range(1, steps + 1):
-        point = (x0 + k / steps * (x - x0)).requires_grad_(True)
+    for alpha in alphas:
+        point = (x0 + alpha * (x - x0)).requires_grad_(True)
 
         def swap(module, args, kwargs, point=point):
             emb = kwargs.get("inputs_embeds")
@@ -183,7 +207,15 @@ def ig_attribution(vlm, prepared, answer, steps: int = 8, baseline: torch.Tensor
             logits = vlm.model(**inputs).logits[0, n - 1]
         torch.log_softmax(logits.float(), -1)[ids[0]].backward()
         grads += point.grad
-    return ((x - x0) * grads / steps).sum(-1).detach().cpu().numpy()
+    per_dim = (x - x0) * grads / len(alphas)
+    return (per_dim.abs() if spec["absolute"] else per_dim).sum(-1).detach().cpu().numpy()
+
+
+def high_norm_count(norms, ddof: int = 1) -> int:
+    """How many tokens have a norm above mean + 2 std (``ddof=1``: torch's unbiased std, as
+    released in ``get_register_indices``; ``ddof=0``: the population std)."""
+    norms = np.asarray(norms, dtype=np.float64)
+    return int((norms > norms.mean() + 2 * norms.std(ddof=ddof)).sum())
 
 
 def choose_tokens(rule: str, n: int, *, object_tokens=None, norms=None, attribution=None,
@@ -249,14 +281,25 @@ def coco_tasks(category: str) -> dict:
             "polling": (f"Is there a {category} in this image?", yes)}
 
 
+def _top_probability(vlm, prepared) -> float:
+    """The largest next-token probability at the last prompt position (whatever token it is)."""
+    with torch.no_grad():
+        logits = vlm.model(**prepared.inputs, logits_to_keep=1).logits[0, -1].float()
+    return float(torch.softmax(logits, -1).max())
+
+
 def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 2), rules=RULES,
-                  mode: str = "mean", max_new_tokens: int = 48, seed=0):
+                  mode: str = "mean", max_new_tokens: int = 48, seed=0, ig_rule: str = "released",
+                  high_norm_ddof: int = 1):
     """Every (rings, rule, task) for one object of one image: correct before and after ablation.
 
     ``tasks``: name -> (question, is_correct(answer_text)). Returns a tidy
     DataFrame: rings, rule, task, n_tokens, n_high_norm (tokens with norm >
-    mean + 2 std), answers and correctness before and after, and the
-    probability of the un-ablated answer's first token before and after.
+    mean + 2 std, ``high_norm_ddof``), answers and correctness before and
+    after, the top token's probability at the first answer position before
+    and after (``p_top_before`` / ``p_top_after``: the released drop) and the
+    probability of the un-ablated answer's first token (``p_before`` /
+    ``p_after``: ours). ``ig_rule``: ``IG_RULES`` key.
     """
     import pandas as pd
 
@@ -267,12 +310,13 @@ def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 
         before = bool(ok(base.text))
         first = base.token_ids[:1]
         p_before = float(vlm.score(p, first).logprobs.exp()[0]) if first.numel() else float("nan")
+        p_top_before = _top_probability(vlm, p)
         emb = image_embeddings(vlm, p)  # one forward for the norms and the IG path
         norms = image_embedding_norms(vlm, p, emb)
         n_image = len(norms)
-        n_high = int((norms > norms.mean() + 2 * norms.std()).sum())
+        n_high = high_norm_count(norms, ddof=high_norm_ddof)
         attribution = (ig_attribution(vlm, p, first if first.numel() else "yes", baseline=mean.vector,
-                                      embeddings=emb) if "ig" in rules else None)
+                                      embeddings=emb, rule=ig_rule) if "ig" in rules else None)
         for r in rings:
             obj_tokens = p.geometry.tokens_for_mask(mask, rings=r)
             for rule in rules:
@@ -283,20 +327,24 @@ def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 
                     after = vlm.generate(p, max_new_tokens=max_new_tokens)
                     p_after = (float(vlm.score(p, first).logprobs.exp()[0]) if first.numel()
                                else float("nan"))
+                    p_top_after = _top_probability(vlm, p)
                 rows.append({"rings": r, "rule": rule, "task": task, "n_tokens": int(len(toks)),
                              "n_high_norm": n_high, "answer_before": base.text,
                              "answer_after": after.text, "correct_before": before,
                              "correct_after": bool(ok(after.text)), "p_before": p_before,
-                             "p_after": p_after})
+                             "p_after": p_after, "p_top_before": p_top_before,
+                             "p_top_after": p_top_after})
     return pd.DataFrame(rows)
 
 
 def ablate_scene(vlm, scene, mean: MeanVector, rings=(0, 1, 2), rules=RULES, tasks=TASKS,
-                 mode: str = "mean", max_new_tokens: int = 48, seed: int = 0):
+                 mode: str = "mean", max_new_tokens: int = 48, seed: int = 0,
+                 ig_rule: str = "released", high_norm_ddof: int = 1, noise_rule: str = "patches"):
     """``ablate_object`` for every object of an organism scene (``organism_tasks``).
 
     Each row also says whether the object passes the paper's ``noise_filter``
-    (``noise_filter_keep``), so tables can be made with or without it.
+    (``noise_filter_keep``, with ``noise_rule``), so tables can be made with
+    or without it.
     """
     import pandas as pd
 
@@ -304,33 +352,72 @@ def ablate_scene(vlm, scene, mean: MeanVector, rings=(0, 1, 2), rules=RULES, tas
     for oi, obj in enumerate(scene.objects):
         t = {k: v for k, v in organism_tasks(obj).items() if k in tasks}
         df = ablate_object(vlm, scene.image, obj.mask, t, mean, rings, rules, mode,
-                           max_new_tokens, seed=[seed, scene.seed, oi])
+                           max_new_tokens, seed=[seed, scene.seed, oi], ig_rule=ig_rule,
+                           high_norm_ddof=high_norm_ddof)
         gen = df[df.task == "generative"]  # its un-ablated description is the filter's first half
         kept = noise_filter(vlm, scene.image, obj.mask, organism_tasks(obj)["generative"][1],
-                            max_new_tokens=max_new_tokens, seed=scene.seed,
+                            max_new_tokens=max_new_tokens, seed=scene.seed, rule=noise_rule,
                             named=bool(gen.correct_before.iloc[0]) if len(gen) else None)["keep"]
         frames.append(df.assign(object=obj.name, noise_filter_keep=kept))
     return pd.concat(frames, ignore_index=True)
 
 
-def noise_filter(vlm, image, mask, names, question: str = "describe the image .",
-                 max_new_tokens: int = 48, seed: int = 0, named: bool | None = None) -> dict:
-    """The paper's filter: keep an object the model names, and stops naming once its pixels are noise.
+NOISE_RULES = ("patches", "pixels")
 
-    ``names(answer_text) -> bool``. ``named``: whether the clean image's answer
-    names it, when already known (skips that generation). Returns ``{"named":
-    ..., "named_with_noise": ..., "keep": named and not named_with_noise}``;
-    report how many were kept.
+
+def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
+           question: str = "describe the image ."):
+    """``image`` with the object replaced by uniform noise (a PIL image).
+
+    ``rule="patches"`` (released, ``replace_image_regions_with_patches``): every
+    patch cell overlapping the mask (any overlap, the cells of
+    ``TokenGeometry.tokens_for_mask``) is filled with one noise patch, the same
+    patch in every cell; the object's outline goes with it. ``rule="pixels"``
+    (ours): only the mask's pixels get noise, so the outline survives.
     """
     from PIL import Image
 
+    if rule not in NOISE_RULES:
+        raise ValueError(f"unknown noise rule {rule!r}; known: {', '.join(NOISE_RULES)}")
+    from .models import to_rgb
+
+    image = to_rgb(image)
     arr = np.asarray(image).copy()
     m = np.asarray(mask, dtype=bool)
-    arr[m] = np.random.default_rng(seed).integers(0, 256, (int(m.sum()), 3), dtype=np.uint8)
+    if m.shape != arr.shape[:2]:
+        raise ValueError(f"mask has shape {m.shape}, but the image is "
+                         f"{arr.shape[0]}x{arr.shape[1]} (HxW)")
+    rng = np.random.default_rng(seed)
+    if rule == "pixels":
+        arr[m] = rng.integers(0, 256, (int(m.sum()), 3), dtype=np.uint8)
+        return Image.fromarray(arr)
+    geo = vlm.prepare(image, question).geometry
+    spans = [geo._pixel_span(int(i)) for i in geo.tokens_for_mask(m)]
+    if spans:
+        ph = max(r1 - r0 for r0, r1, _, _ in spans)
+        pw = max(c1 - c0 for _, _, c0, c1 in spans)
+        patch = rng.integers(0, 256, (ph, pw, 3), dtype=np.uint8)
+        for r0, r1, c0, c1 in spans:
+            arr[r0:r1, c0:c1] = patch[:r1 - r0, :c1 - c0]
+    return Image.fromarray(arr)
+
+
+def noise_filter(vlm, image, mask, names, question: str = "describe the image .",
+                 max_new_tokens: int = 48, seed: int = 0, named: bool | None = None,
+                 rule: str = "patches") -> dict:
+    """The paper's filter: keep an object the model names, and stops naming once it is noise.
+
+    ``names(answer_text) -> bool``. ``named``: whether the clean image's answer
+    names it, when already known (skips that generation). ``rule``: what
+    becomes noise (``noised``; "patches" as released). Returns ``{"named":
+    ..., "named_with_noise": ..., "keep": named and not named_with_noise}``;
+    report how many were kept.
+    """
+    noisy_image = noised(vlm, image, mask, rule=rule, seed=seed, question=question)
     if named is None:
         named = bool(names(vlm.generate(vlm.prepare(image, question),
                                         max_new_tokens=max_new_tokens).text))
-    noisy = bool(names(vlm.generate(vlm.prepare(Image.fromarray(arr), question),
+    noisy = bool(names(vlm.generate(vlm.prepare(noisy_image, question),
                                     max_new_tokens=max_new_tokens).text))
     return {"named": named, "named_with_noise": noisy, "keep": named and not noisy}
 

@@ -42,13 +42,15 @@ def _maps(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
 
 
 def _knockout(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
-    from .judge import default_judge
+    """Kaduri et al.'s rule (object identities) in ``f1``, exact tuples beside in ``f1_exact``."""
+    from .datasets.synthetic import is_synthetic
+    from .judge import ExactJudge, paper_judge
     from .knockout import SweepConfig, knockout_sweep
 
-    judge = default_judge(vlm, scene)  # synthetic scenes: exact objects, whatever the model's name
+    judge = paper_judge(synthetic=is_synthetic(scene))  # decided by the data, never the model's name
     return knockout_sweep(vlm, scene.image, SweepConfig(question=cfg.question,
                                                         max_new_tokens=cfg.max_new_tokens),
-                          judge=judge).assign(judge=type(judge).__name__)
+                          judge=judge, also={"exact": ExactJudge()})
 
 
 def _compression(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
@@ -216,8 +218,11 @@ def _lens(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
 
 
 def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
-    """Each object's one-token colour question under last-position knockout (paper + sliding windows)."""
-    from .lastpos import lastpos_knockout, paper_windows, sliding_windows
+    """Each object's one-token colour question under last-position knockout (paper + sliding windows).
+
+    Conditions: the released ones (``lastpos.CONDITIONS``) and ours beside (``lastpos.OURS``).
+    """
+    from .lastpos import CONDITIONS, OURS, lastpos_knockout, paper_windows, sliding_windows
 
     L = vlm.adapter.n_layers
     windows = {**paper_windows(L), **sliding_windows(L)}
@@ -226,7 +231,7 @@ def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
         q = f"what color is the {o.shape} ?"
         p = vlm.prepare(scene.image, q)
         answer = vlm.tokenizer(o.color, add_special_tokens=False)["input_ids"][0]
-        frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows)
+        frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows, CONDITIONS + OURS)
                       .assign(object=o.name, question=f"{scene.seed}:{q}"))
     return pd.concat(frames, ignore_index=True)
 
@@ -250,8 +255,13 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
         return {"best_pointing_layer": int(by.pointing.idxmax()),
                 "best_pointing": round(float(by.pointing.max()), 4), "words": int(df.step.nunique())}
     if name == "knockout":
-        full = df[df.start == 0].groupby("config").f1.mean()
-        return {f"f1_all_layers[{k}]": round(float(v), 4) for k, v in full.items()}
+        # the paper's l: cut in layers with index > l; l = -1 is every layer
+        full = df[df.start == 0].groupby("config")
+        out = {f"f1[{k},l=-1]": round(float(v), 4) for k, v in full.f1.mean().items()}
+        if "f1_exact" in df:
+            out |= {f"f1_exact[{k},l=-1]": round(float(v), 4)
+                    for k, v in full.f1_exact.mean().items()}
+        return out
     if name == "heatmaps":
         ok = df[df.skipped == ""]
         answered = df.correct.dropna() if "correct" in df else pd.Series(dtype=float)
@@ -272,9 +282,20 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
     if name == "ablation":
         from .ablation import loss_table
 
-        t = loss_table(df[df.rings == 1], by=("rule",))
-        return {f"lost[{r.rule},+1]": round(float(r.lost), 4) for r in t.itertuples()} | {
-            "denominator": int(t.n_correct_before.iloc[0]) if len(t) else 0}
+        # Table 1's protocol: objects that pass the noise filter, one table per task
+        # (generative / polling / VQA); the pooled figure is an extra
+        d = df[df.rings == 1]
+        out = {}
+        if "noise_filter_keep" in d:
+            objs = d.drop_duplicates(["_key", "object"]) if "_key" in d else d.drop_duplicates("object")
+            out["noise_filter_kept"] = f"{int(objs.noise_filter_keep.sum())} of {len(objs)}"
+            d = d[d.noise_filter_keep.astype(bool)]
+        for r in loss_table(d, by=("rule", "task")).itertuples():
+            out[f"lost[{r.rule},+1,{r.task}]"] = round(float(r.lost), 4)
+            out[f"n[{r.rule},+1,{r.task}]"] = int(r.n_correct_before)
+        for r in loss_table(d, by=("rule",)).itertuples():
+            out[f"lost[{r.rule},+1,pooled]"] = round(float(r.lost), 4)
+        return out
     if name == "lens":
         by = df[df.rings == 0].groupby("layer").share.mean()
         return {"best_layer": int(by.idxmax()), "best_share": round(float(by.max()), 4)}
@@ -282,8 +303,14 @@ def summarise(name: str, df: pd.DataFrame) -> dict:
         from .lastpos import summary_table
 
         t = summary_table(df).set_index(["condition", "window"])
-        return {f"relative_accuracy[{c},{w}]": round(float(v), 4)
-                for (c, w), v in t.relative_accuracy.items() if w == "all"}
+        out = {f"relative_accuracy[{c},{w}]": round(float(v), 4)
+               for (c, w), v in t.relative_accuracy.items() if w == "all"}
+        if ("object", "all") in t.index:  # released: the top token's drop; ours: the answer's
+            row = t.loc[("object", "all")]
+            out["p_drop[object,all]"] = round(float(row.p_drop), 4)
+            if "p_drop_answer" in t:
+                out["p_drop_answer[object,all]"] = round(float(row.p_drop_answer), 4)
+        return out
     if name == "compression":
         from .compression import scores
 
@@ -304,6 +331,9 @@ def _setup(name: str, vlm, store: RunStore, world: World, seed: int, heatmap=Non
     between the run configuration and the scene seed; ``extra_for(key)`` gives
     the experiment's keyword arguments for the part with that key.
     """
+    # the rules a part was computed with (released by default since "rules-2"): parts made under
+    # other rules are never reused
+    rules = {"knockout": ["rules-2"], "lastpos": ["rules-2"]}.get(name, [])
     if name == "heatmaps":
         from .heatmaps import HeatmapConfig
 
@@ -315,8 +345,8 @@ def _setup(name: str, vlm, store: RunStore, world: World, seed: int, heatmap=Non
 
         refs = [world.scene(_mix(10**6 + seed, j)).image for j in range(32)]
         mean = mean_vector(vlm, refs, cache=store.root / f"mean-{seed}.safetensors")
-        return [mean.images_digest], lambda key: {"mean": mean}
-    return [], lambda key: {}
+        return [mean.images_digest, "rules-2"], lambda key: {"mean": mean}
+    return rules, lambda key: {}
 
 
 def run_experiment(name: str, vlm, model_name: str, n: int, seed: int, out: str | Path,

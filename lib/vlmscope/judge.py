@@ -5,6 +5,13 @@ Matching is by whole words (never substrings: "cat" is not in "location",
 names. Object lists come from a vocabulary: the synthetic world's exact
 objects for the organism, or COCO's names (with synonyms) for photographs.
 
+Two rules for the organism: ``IdentityJudge`` (Kaduri et al.'s rule, the
+default where their figure is reproduced: an object is what it is, its shape;
+colours, attributes and positions are ignored, as their released judge
+prompt asks) and ``ExactJudge`` (ours, stricter: exact (colour, shape, row,
+column) tuples). For photographs ``VocabularyJudge`` already judges by
+identity (the COCO category). ``paper_judge`` picks the paper's rule.
+
 ``LLMJudge`` is the optional alternative Kaduri et al. used ("an LLM judge
 extracts object lists"): any OpenAI-compatible chat-completions endpoint you
 configure, with the same ``objects`` / ``compare`` interface, so
@@ -123,6 +130,8 @@ def f1(predicted: set, reference: set) -> dict:
 class ExactJudge:
     """Judge for the synthetic world: objects are (colour, shape, row, col) tuples."""
 
+    name = "exact"
+
     def objects(self, text: str) -> set:
         from .organism.evaluate import parse_description
 
@@ -132,8 +141,31 @@ class ExactJudge:
         return f1(self.objects(predicted), self.objects(reference))
 
 
+class IdentityJudge:
+    """Judge for the synthetic world by object identity: the set of shapes named.
+
+    Kaduri et al.'s judge (their released GPT-4 prompt) lists the physical
+    objects of each description and ignores "colors or other attributes, or
+    even positioning"; on the organism an object's identity is its shape.
+    "a red circle at top left and a blue circle at bottom right" names one
+    object, circle, as their judge would list it.
+    """
+
+    name = "identity"
+
+    def objects(self, text: str) -> set:
+        from .organism.evaluate import parse_description
+
+        return {shape for _colour, shape, *_place in parse_description(text)}
+
+    def compare(self, predicted: str, reference: str) -> dict:
+        return f1(self.objects(predicted), self.objects(reference))
+
+
 class VocabularyJudge:
     """Judge for photographs: object names from a vocabulary (COCO by default)."""
+
+    name = "vocabulary"
 
     def __init__(self, vocabulary: Vocabulary | None = None):
         self.vocabulary = vocabulary or Vocabulary()
@@ -191,6 +223,8 @@ class LLMJudge:
     >>> judge.compare("a dog and two cats", "a cat on a sofa")               # doctest: +SKIP
     {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'tp': 1, 'fp': 1, 'fn': 1}
     """
+
+    name = "llm"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *,
                  api_key_env: str = "VLMSCOPE_JUDGE_API_KEY", timeout: float = 60.0,
@@ -283,3 +317,9 @@ def default_judge(vlm=None, data=None) -> ExactJudge | VocabularyJudge:
     from .datasets.synthetic import is_synthetic
 
     return ExactJudge() if data is not None and is_synthetic(data) else VocabularyJudge()
+
+
+def paper_judge(synthetic: bool) -> IdentityJudge | VocabularyJudge:
+    """Kaduri et al.'s judging rule: object identities (the shape for synthetic scenes, the COCO
+    category for photographs), never colours, attributes or positions."""
+    return IdentityJudge() if synthetic else VocabularyJudge()

@@ -114,17 +114,21 @@ def fractions_by_layer(df, title: str = ""):
     return fig
 
 
-def knockout_curves(df, title: str = ""):
-    """Object F1 against the first knocked-out layer, one line per configuration (mean ± sd)."""
+def knockout_curves(df, title: str = "", y: str = "f1"):
+    """Object F1 against the paper's l (cut in layers > l), one line per configuration (mean ± sd).
+
+    ``y``: the F1 column to plot (``"f1"``, or e.g. ``"f1_exact"``).
+    """
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    sns.lineplot(df, x="start", y="f1", hue="config", errorbar="sd", marker="o", ax=ax)
+    d = df if "l" in df else df.assign(l=df.start - 1)
+    sns.lineplot(d, x="l", y=y, hue="config", errorbar="sd", marker="o", ax=ax)
     L = int(df.n_layers.iloc[0])
-    ax.set_xlabel(f"knocked out from layer l on (0 = all {L} layers, {L} = none)")
+    ax.set_xlabel(f"l: knocked out in layers with index > l (-1 = all {L} layers, {L - 1} = none)")
     ax.set_ylabel("object F1 vs. un-knocked description")
     ax.set_ylim(-0.02, 1.05)
-    ax.set_xticks(range(L + 1))
+    ax.set_xticks(range(-1, L))
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
