@@ -122,16 +122,22 @@ def _tokenizer(kind: str, *, bos=None, eos, pad, unk=None, named=None, specials=
     ``named``: named special tokens (``{"image_token": "<image>"}``), readable
     as ``tok.image_token`` / ``tok.image_token_id`` as processors expect.
     """
+    from transformers import PreTrainedTokenizerFast
+
     from .tokenizers import make_tokenizer
 
     named = dict(named or {})
     special = {k: v for k, v in (("bos_token", bos), ("eos_token", eos), ("pad_token", pad),
                                  ("unk_token", unk)) if v is not None}
     extra = list(dict.fromkeys([*named.values(), *specials]))
-    tok = make_tokenizer(kind, special_tokens=special, extra_special_tokens=extra)
-    for key, token in named.items():  # processors read e.g. tokenizer.image_token
-        setattr(tok, key, token)
-        setattr(tok, f"{key}_id", tok.convert_tokens_to_ids(token))
+    trained = make_tokenizer(kind, special_tokens=special, extra_special_tokens=extra)
+    # processors read named tokens (tokenizer.image_token, .image_token_id): re-wrap the
+    # trained backend with them as named extras, which save_pretrained keeps
+    tok = PreTrainedTokenizerFast(tokenizer_object=trained.backend_tokenizer, **special,
+                                  extra_special_tokens=named)
+    rest = [t for t in extra if t not in named.values()]
+    if rest:
+        tok.add_special_tokens({"additional_special_tokens": rest})
     if template is not None:
         tok.chat_template = template
     return tok
@@ -341,7 +347,8 @@ def _tiled(family, local=False, full_size=False):
     if family == "idefics3":  # Idefics3-8B-Llama3: 364 px tiles, longest edge 4 x 364
         tile, longest, patch, scale = 364, 1456, 14, 2
         bos, eos, pad, unk = "<|begin_of_text|>", "<end_of_utterance>", "<|reserved_special_token_0|>", None
-        template, ipc, cfgc = mod.CHAT_TEMPLATE, "Idefics3ImageProcessorPil", "Idefics3Config"
+        # the real template starts with <|begin_of_text|>
+        template, ipc, cfgc = "{{ bos_token }}" + mod.CHAT_TEMPLATE, "Idefics3ImageProcessorPil", "Idefics3Config"
         adapter = mod.Idefics3Adapter
     else:  # SmolVLM-256M-Instruct: 512 px tiles, longest edge 4 x 512, 16 px patches
         tile, longest, patch, scale = 512, 2048, 16, 4
@@ -508,15 +515,25 @@ def build_standin(name_or_family: str, path, *, local: bool = False, seed: int =
 
 
 def _fingerprint() -> str:
-    """Changes whenever this module or the tokenizer trainer changes (cache invalidation)."""
+    """Changes whenever this module, the tokenizer trainer or transformers changes.
+
+    The sources are hashed as they were when imported, so a process running
+    older code never files its builds under the newer code's name.
+    """
     import transformers
 
     h = hashlib.sha256(transformers.__version__.encode())
-    h.update(inspect.getsource(inspect.getmodule(_fingerprint)).encode())
+    h.update(_SOURCES)
+    return h.hexdigest()[:12]
+
+
+def _read_sources() -> bytes:
     from . import tokenizers
 
-    h.update(inspect.getsource(tokenizers).encode())
-    return h.hexdigest()[:12]
+    return b"".join(Path(m.__file__).read_bytes() for m in (inspect.getmodule(_read_sources), tokenizers))
+
+
+_SOURCES = _read_sources()
 
 
 def default_cache_dir() -> Path:
