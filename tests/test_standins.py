@@ -200,3 +200,21 @@ def test_large_image_igos_mask_and_ablation(standin, name, size):
     imp = hm.importance()
     assert imp.shape == (height, width)
     assert np.isfinite(imp).all() and imp.std() > 0, "the mask did not move"
+
+
+def test_tokens_smaller_than_a_pixel_are_found_by_masks():
+    """A small image enlarged to many tokens per pixel (LLaVA-NeXT tiles of a 30x20 picture):
+    a token box between two pixel centres must still be selected by a mask over its pixel
+    (it was invisible to every mask before)."""
+    from vlmscope.tokens import TokenGeometry
+
+    # 2 rows x 3 cols of tokens over a 2x1 image: boxes 0.67 px wide, 0.5 px tall
+    xs, ys = np.arange(4) * 2 / 3, np.arange(3) * 0.5
+    boxes = np.array([[xs[c], ys[r], xs[c + 1], ys[r + 1]] for r in range(2) for c in range(3)])
+    cells = np.array([[r, c] for r in range(2) for c in range(3)])
+    geo = TokenGeometry(boxes=boxes, views=np.zeros(6, np.int64), cells=cells, grids=((2, 3),),
+                        image_size=(2, 1))
+    left = np.array([[True, False]])
+    assert geo.tokens_for_mask(left).tolist() == [0, 1, 3, 4]  # token 1 straddles both pixels
+    assert geo.tokens_for_mask(~left).tolist() == [1, 2, 4, 5]
+    assert (geo.mask_coverage(np.ones((1, 2), bool)) == 1).all()

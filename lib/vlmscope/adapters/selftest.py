@@ -221,9 +221,14 @@ def run_selftest(adapter_cls, device=None, workdir=None, standin: bool = False,
 
         def build(path, local=False):
             return standin_path(spec.name, cache_dir, local=local)
+
+        size = spec.selftest_image_size or adapter_cls.selftest_image_size
+        boxes = spec.selftest_boxes or adapter_cls.selftest_boxes
     else:
         def build(path, local=False):
             return path if adapter_cls.build_tiny(path, local=local) is not False else False
+
+        size, boxes = adapter_cls.selftest_image_size, adapter_cls.selftest_boxes
 
     def check(name, fn):
         try:
@@ -238,7 +243,7 @@ def run_selftest(adapter_cls, device=None, workdir=None, standin: bool = False,
         vlm = load(path, device=device)
         res.device = str(vlm.device)
         rng = np.random.default_rng(0)
-        w, h = adapter_cls.selftest_image_size
+        w, h = size
         image = Image.fromarray(rng.integers(90, 170, (h, w, 3), dtype=np.uint8))
         prepared = vlm.prepare(image, "what is this ?")
 
@@ -273,7 +278,7 @@ def run_selftest(adapter_cls, device=None, workdir=None, standin: bool = False,
             lvlm = load(local_path, device=device)
 
             def locality():
-                for box in adapter_cls.selftest_boxes:
+                for box in boxes:
                     changed, covering, near = check_locality(lvlm, image, box)
                     assert covering, f"no token covers {box}"
                     assert covering <= changed, f"{sorted(covering - changed)} cover {box} but did not change"

@@ -442,6 +442,10 @@ class Standin:
     tokenizer: str
     builder: Callable
     full_size: bool = False  # whether full_size=True is available
+    # the selftest's picture and painted boxes where the adapter's own (made for its tiny
+    # model) do not suit the real geometry; None = the adapter's
+    selftest_image_size: tuple[int, int] | None = None
+    selftest_boxes: tuple[tuple[int, int, int, int], ...] | None = None
 
 
 STANDINS: dict[str, Standin] = {s.name: s for s in (
@@ -455,10 +459,18 @@ STANDINS: dict[str, Standin] = {s.name: s for s in (
     Standin("standin-qwen2.5-vl", "qwen2.5-vl", "Qwen/Qwen2.5-VL-7B-Instruct", "bytelevel",
             lambda p, local=False, full_size=False: _qwen("qwen2.5-vl", local, full_size)),
     Standin("standin-internvl3", "internvl", "OpenGVLab/InternVL3-1B-hf", "bytelevel", _internvl),
+    # Idefics3 / SmolVLM: a small picture is enlarged ~15x with LANCZOS (3 source pixels of
+    # support, more than the locality check's 2 px margin); at the canvas size itself the
+    # tiles are exact crops, and the boxes keep >= 14 px from the global view's token edges
+    # (112 x 84 px, 256 x 192 px), which the global view's downscaling blurs across.
     Standin("standin-idefics3", "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3", "bytelevel",
-            lambda p, local=False, full_size=False: _tiled("idefics3", local, full_size)),
+            lambda p, local=False, full_size=False: _tiled("idefics3", local, full_size),
+            selftest_image_size=(1456, 1092),
+            selftest_boxes=((30, 20, 80, 60), (350, 100, 380, 150), (600, 350, 650, 400))),
     Standin("standin-smolvlm", "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct", "bytelevel",
-            lambda p, local=False, full_size=False: _tiled("smolvlm", local, full_size)),
+            lambda p, local=False, full_size=False: _tiled("smolvlm", local, full_size),
+            selftest_image_size=(2048, 1536),
+            selftest_boxes=((60, 40, 180, 150), (480, 40, 560, 150), (300, 480, 420, 560))),
     Standin("standin-gemma3", "gemma3", "google/gemma-3-4b-it", "sentencepiece", _gemma3),
     Standin("standin-paligemma", "paligemma", "google/paligemma2-3b-mix-224", "sentencepiece",
             _paligemma),
