@@ -160,15 +160,11 @@ def test_large_image_geometry_and_mask_to_tokens(standin, name, size):
         assert len(inside), "no token lies inside a square of a fifth of the image"
 
 
-# the stand-ins whose 1920x1080 inputs are long (2700-7300 tokens or 10k-patch towers): slow
-SLOW_LARGE = {("standin-llava-onevision", (1920, 1080)), ("standin-qwen2-vl", (1920, 1080)),
-              ("standin-qwen2.5-vl", (1920, 1080))}
-
-
 def _cases():
+    # 1920x1080: differentiable preprocessing of 2 Mpixel images and up to 7300 tokens: slow
     for name in NAMES:
         for size in SIZES:
-            marks = [pytest.mark.slow] if (name, size) in SLOW_LARGE else []
+            marks = [pytest.mark.slow] if size == (1920, 1080) else []
             yield pytest.param(name, size, marks=marks, id=f"{name}-{size[0]}x{size[1]}")
 
 
