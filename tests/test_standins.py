@@ -214,3 +214,11 @@ def test_tokens_smaller_than_a_pixel_are_found_by_masks():
     assert geo.tokens_for_mask(left).tolist() == [0, 1, 3, 4]  # token 1 straddles both pixels
     assert geo.tokens_for_mask(~left).tolist() == [1, 2, 4, 5]
     assert (geo.mask_coverage(np.ones((1, 2), bool)) == 1).all()
+
+
+def test_documented_shapes_are_the_standins():
+    """docs/models.md's stand-in table (``SHAPES``) is what the stand-ins really are."""
+    from vlmscope.testing.standins import SHAPE_COLUMNS, SHAPES, standin_shapes
+
+    got = [tuple(row[c] for c in SHAPE_COLUMNS) for row in standin_shapes()]
+    assert got == [tuple(r) for r in SHAPES]

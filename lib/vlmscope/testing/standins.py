@@ -23,19 +23,20 @@ independent calculation from the same rules):
 stand-in                   mirrors                                image     patch  layout                                        tokens (640x480)
 =========================  =====================================  ========  =====  ============================================  ================
 standin-llava-1.5          llava-hf/llava-1.5-7b-hf               336       14     CLIP 24x24, CLS dropped, layer -2             576
-standin-llava-next         llava-hf/llava-v1.6-mistral-7b-hf      336       14     base + anyres tiles (5 pinpoints to 672)      1968
-standin-llava-onevision    llava-hf/llava-onevision-qwen2-0.5b-ov 384       14     SigLIP 27x27, anyres 36 pinpoints, max 9      4047
+standin-llava-next         llava-hf/llava-v1.6-mistral-7b-hf      336       14     base + anyres tiles (5 pinpoints to 672)      2340
+standin-llava-onevision    llava-hf/llava-onevision-qwen2-0.5b-ov 384       14     SigLIP 27x27, anyres 36 pinpoints, max 9      2929
 standin-qwen2-vl           Qwen/Qwen2-VL-7B-Instruct              dynamic   14     merge 2x2, 3136..12845056 px                  391
 standin-qwen2.5-vl         Qwen/Qwen2.5-VL-7B-Instruct            dynamic   14     merge 2x2, 112 px windows                     391
-standin-internvl3          OpenGVLab/InternVL3-1B-hf              448       14     1..12 tiles + thumbnail, pixel shuffle 0.5    1792
+standin-internvl3          OpenGVLab/InternVL3-1B-hf              448       14     1..12 tiles + thumbnail, pixel shuffle 0.5    3328
 standin-idefics3           HuggingFaceM4/Idefics3-8B-Llama3       364       14     longest 1456, 364 tiles + global, shuffle 2   2197
 standin-smolvlm            HuggingFaceTB/SmolVLM-256M-Instruct    512       16     longest 2048, 512 tiles + global, shuffle 4   832
 standin-gemma3             google/gemma-3-4b-it                   896       14     64x64 patches pooled 4x4                      256
 standin-paligemma          google/paligemma2-3b-mix-224           224       14     16x16 patches                                 256
 =========================  =====================================  ========  =====  ============================================  ================
 
-``docs/models.md`` lists the cut widths and depths and which checks ran on
-which stand-in. ``full_size=True`` (LLaVA-1.5 and Qwen2-VL only) keeps the
+``docs/models.md`` lists the cut widths and depths (``SHAPES``, checked
+against ``standin_shapes()`` by the tests) and which checks ran on which
+stand-in. ``full_size=True`` (LLaVA-1.5 and Qwen2-VL only) keeps the
 real widths, depths and vocabulary sizes too: that is the GPU rehearsal's
 7B model (``benchmarks/gpu_check.py``), never built in the tests.
 
@@ -526,6 +527,58 @@ def build_standin(name_or_family: str, path, *, local: bool = False, seed: int =
     return path
 
 
+# what standin_shapes() gives (docs/models.md; tests/test_standins.py checks they agree)
+SHAPE_COLUMNS = ("stand-in", "mirrors", "image", "patch", "tokens (640x480)",
+                 "vision layers x width", "text layers x width", "tokenizer", "vocab")
+SHAPES = [
+    ('standin-llava-1.5', 'llava-hf/llava-1.5-7b-hf', '336 px', 14, 576, '2 x 32', '2 x 64', 'sentencepiece', 1200),
+    ('standin-llava-next', 'llava-hf/llava-v1.6-mistral-7b-hf', '336 px', 14, 2340, '2 x 32', '2 x 64', 'sentencepiece', 1200),
+    ('standin-llava-onevision', 'llava-hf/llava-onevision-qwen2-0.5b-ov-hf', '384 px', 14, 2929, '2 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-qwen2-vl', 'Qwen/Qwen2-VL-7B-Instruct', 'dynamic', 14, 391, '1 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-qwen2.5-vl', 'Qwen/Qwen2.5-VL-7B-Instruct', 'dynamic', 14, 391, '2 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-internvl3', 'OpenGVLab/InternVL3-1B-hf', '448 px', 14, 3328, '1 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-idefics3', 'HuggingFaceM4/Idefics3-8B-Llama3', '364 px', 14, 2197, '1 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-smolvlm', 'HuggingFaceTB/SmolVLM-256M-Instruct', '512 px', 16, 832, '1 x 32', '2 x 64', 'bytelevel', 1200),
+    ('standin-gemma3', 'google/gemma-3-4b-it', '896 px', 14, 256, '1 x 32', '2 x 64', 'sentencepiece', 1200),
+    ('standin-paligemma', 'google/paligemma2-3b-mix-224', '224 px', 14, 256, '1 x 32', '2 x 64', 'sentencepiece', 2352),
+]
+
+
+def _tokens_for(proc, image_token: str, size) -> int:
+    """Image tokens ``proc`` writes for one plain picture of ``size`` (width, height)."""
+    from PIL import Image
+
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is this ?"}]}]
+    text = proc.apply_chat_template(msgs, add_generation_prompt=True)
+    ids = proc(text=text, images=Image.new("RGB", size, (128, 128, 128)), return_tensors="pt")["input_ids"]
+    return int((ids == proc.tokenizer.convert_tokens_to_ids(image_token)).sum())
+
+
+def standin_shapes(size=(640, 480)) -> list[dict]:
+    """Per stand-in: tower image size and patch, image tokens for a ``size`` picture, layers,
+    widths, tokenizer kind and vocabulary size (``docs/models.md``). Builds no weights."""
+    rows = []
+    for s in STANDINS.values():
+        cfg, _, proc, _ = standin_config(s.name)
+        text = getattr(cfg, "text_config", cfg)
+        vision = cfg.vision_config
+        image_token = proc.tokenizer.convert_ids_to_tokens(
+            int(getattr(cfg, "image_token_id", None) or cfg.image_token_index))
+        side = getattr(vision, "image_size", None)
+        side = int(side[0] if isinstance(side, (list, tuple)) else side) if side else None
+        patch = vision.patch_size
+        rows.append({
+            "stand-in": s.name, "mirrors": s.mirrors,
+            "image": f"{side} px" if side else "dynamic",
+            "patch": int(patch[0] if isinstance(patch, (list, tuple)) else patch),
+            f"tokens ({size[0]}x{size[1]})": _tokens_for(proc, image_token, size),
+            "vision layers x width": f"{getattr(vision, 'num_hidden_layers', None) if getattr(vision, 'num_hidden_layers', None) is not None else vision.depth} x "
+                                     f"{getattr(vision, 'embed_dim', None) or vision.hidden_size}",
+            "text layers x width": f"{text.num_hidden_layers} x {text.hidden_size}",
+            "tokenizer": s.tokenizer, "vocab": len(proc.tokenizer)})
+    return rows
+
+
 def _fingerprint() -> str:
     """Changes whenever this module, the tokenizer trainer or transformers changes.
 
@@ -580,4 +633,4 @@ def standin_path(name_or_family: str, cache_dir=None, *, local: bool = False) ->
 
 
 __all__ = ["STANDINS", "BY_FAMILY", "Standin", "standin", "standin_config", "build_standin",
-           "standin_path", "default_cache_dir"]
+           "standin_path", "standin_shapes", "SHAPES", "SHAPE_COLUMNS", "default_cache_dir"]
