@@ -59,6 +59,16 @@ def test_selftest_command_reports_pass_per_family():
     assert out.stdout.split()[:2] == ["llava", "PASS"]
 
 
+def test_selftest_command_runs_on_standins(standin_cache):
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "vlmscope", "models", "--selftest", "--standins",
+                          "--family", "qwen2-vl"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "VLMSCOPE_STANDIN_CACHE": str(standin_cache)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split()[:2] == ["qwen2-vl", "PASS"] and "on standin-qwen2-vl" in out.stdout
+
+
 def test_unknown_family_is_a_clean_error():
     out = subprocess.run([sys.executable, "-m", "vlmscope", "models", "--selftest", "--family",
                           "nonesuch"], capture_output=True, text=True, timeout=120)

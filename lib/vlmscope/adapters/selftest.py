@@ -7,6 +7,10 @@ information mixes across patches (e.g. read the tower at its patch
 embeddings), which lets ``check_locality`` verify the token boxes through the
 real processor and model: painting a square changes exactly the image tokens
 whose boxes cover it.
+
+``run_selftest(..., standin=True)`` (``models --selftest --standins``) runs
+the same checks on the family's stand-in at the real checkpoint's geometry
+and tokenizer kind (``vlmscope.testing.standins``) instead.
 """
 
 from __future__ import annotations
