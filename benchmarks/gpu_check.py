@@ -108,10 +108,13 @@ def plan(name: str) -> dict:
            "image_tokens": tokens, "expected_image_tokens": spec["image_tokens"],
            "text": {"layers": text.num_hidden_layers, "hidden": text.hidden_size,
                     "vocab": text.vocab_size},
+           # filler tokens pad the small trained tokenizer, so every generated id decodes
+           "tokenizer_length": len(proc.tokenizer),
            "vision": {k: getattr(vision, k) for k in ("image_size", "patch_size", "depth",
                                                       "num_hidden_layers", "hidden_size",
                                                       "embed_dim") if hasattr(vision, k)}}
-    row["ok"] = abs(n - spec["params"]) / spec["params"] < 0.01 and tokens == spec["image_tokens"]
+    row["ok"] = (abs(n - spec["params"]) / spec["params"] < 0.01 and tokens == spec["image_tokens"]
+                 and row["tokenizer_length"] == text.vocab_size)
     return row
 
 

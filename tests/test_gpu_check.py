@@ -42,6 +42,7 @@ def test_dry_run_builds_the_7b_configs_on_meta_and_checks_their_shapes(tmp_path)
     assert llava["image_tokens"] == 576 and llava["vision"]["image_size"] == 336
     assert qwen["image"] == [1024, 768] and qwen["image_tokens"] == 27 * 37
     assert llava["text"] == {"layers": 32, "hidden": 4096, "vocab": 32064}
+    assert llava["tokenizer_length"] == 32064 and qwen["tokenizer_length"] == 152064
     assert torch.cuda.is_available() == before
 
 

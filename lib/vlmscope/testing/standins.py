@@ -148,6 +148,12 @@ def _ids(tok, *tokens) -> list[int]:
     return [tok.convert_tokens_to_ids(t) for t in tokens]
 
 
+def _fill_vocab(tok, size: int) -> None:
+    """Pad a small tokenizer to a full-size model's vocabulary with filler tokens, so every id
+    a random-weight 7B model may generate decodes to a token (not None)."""
+    tok.add_tokens([f"<|filler_{i}|>" for i in range(len(tok), size)])
+
+
 def _rand_proj(model, name: str, std: float = 0.02) -> None:
     """Re-initialise a parameter that a family initialises to zeros (image would be ignored)."""
     param = model.get_parameter(name)
@@ -172,6 +178,7 @@ def _llava15(path, local=False, full_size=False):
                  projection_dim=768)
         t = dict(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32)
+        _fill_vocab(tok, 32064)
     else:
         v = dict(hidden_size=VISION["hidden"], intermediate_size=VISION["intermediate"],
                  num_hidden_layers=1 if local else VISION["layers"],
@@ -278,6 +285,7 @@ def _qwen(family, local=False, full_size=False):
                     rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
                                      "mrope_section": [16, 24, 24]})
         vision = dict(depth=32, embed_dim=1280, hidden_size=3584, num_heads=16, mlp_ratio=4)
+        _fill_vocab(tok, 152064)
     else:
         # head_dim 16 -> 8 rotary frequencies split (t, h, w) = (2, 3, 3), the real 16:24:24
         text = dict(vocab_size=len(tok), hidden_size=TEXT["hidden"], intermediate_size=TEXT["intermediate"],
