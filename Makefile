@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 NB_ARGS    ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup figures test test-fast lab organism bench clean-venv
+.PHONY: setup figures test test-fast lab organism bench gpu-check clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ BENCH_OUT  ?= benchmarks/results.json
 bench: setup
 	$(PY) benchmarks/bench_attention.py --model organism --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(PY) benchmarks/bench_heatmaps.py --model organism --out $(BENCH_OUT:.json=-heatmaps.json) $(BENCH_ARGS)
+
+# GPU rehearsal (docs/performance.md): selftest on CUDA for every family, then notebooks 01-09 on
+# random-weight full-size LLaVA-1.5-7B and Qwen2-VL-7B; refuses (exit 3) without CUDA.
+#   make gpu-check GPU_CHECK_ARGS="--dry-run"   checks the plan on a CPU
+GPU_CHECK_ARGS ?=
+GPU_CHECK_OUT  ?= benchmarks/results/gpu-check.json
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

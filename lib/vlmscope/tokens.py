@@ -176,12 +176,26 @@ class TokenGeometry:
         return out
 
     def _pixel_span(self, i: int) -> tuple[int, int, int, int]:
-        """(row0, row1, col0, col1) of the pixels whose centres lie in box ``i``, clipped."""
+        """(row0, row1, col0, col1) of the pixels whose centres lie in box ``i``, clipped.
+
+        A box narrower than a pixel may hold no pixel centre (a small image
+        enlarged to many tokens per pixel): it then gets the pixels it overlaps,
+        so every token with a non-empty box touches at least one pixel.
+        """
         w, h = self.image_size
         x0, y0, x1, y1 = self.boxes[i]
-        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, w)) for v in (x0, x1))
-        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, h)) for v in (y0, y1))
+        c0, c1 = _centre_span(x0, x1, w)
+        r0, r1 = _centre_span(y0, y1, h)
         return r0, r1, c0, c1
+
+
+def _centre_span(a: float, b: float, n: int) -> tuple[int, int]:
+    """Pixels ``[i0, i1)`` of ``0..n`` whose centres lie in ``[a, b)``; overlapped ones if none."""
+    i0, i1 = (int(np.clip(np.ceil(v - 0.5), 0, n)) for v in (a, b))
+    if i1 <= i0 and b > a:
+        i0 = int(np.clip(np.floor(a), 0, n - 1))
+        i1 = int(np.clip(np.ceil(b), i0 + 1, n))
+    return i0, i1
 
 
 def _dilate8(on: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ def models_markdown() -> str:
         out.append(f"| {fam} | " + " | ".join(caps[c] for c in CAPABILITIES) + " |")
     out += ["", "Selftest devices: CPU, every family, in CI. CUDA: not yet recorded; no GPU was",
             "available to the sessions that built this (`--device cuda` runs the same checks).",
-            "", "## Families", ""]
+            ""] + _standins_markdown() + ["", "## Families", ""]
     for fam in supported_families():
         cls = _REGISTRY[fam]
         out += [f"### {fam}", "", f"Config class: {', '.join(f'`{c}`' for c in cls.config_classes)}.",
@@ -37,6 +37,37 @@ def models_markdown() -> str:
         if cls.quirks:
             out += ["Quirks:", ""] + [f"- {q}" for q in cls.quirks] + [""]
     return "\n".join(out)
+
+
+def _standins_markdown() -> list[str]:
+    from ..testing.standins import SHAPE_COLUMNS, SHAPES
+
+    out = ["## Stand-ins of the real checkpoints", "",
+           "`vlmscope.testing.standins` builds, for every family, a random-weight model with the",
+           "real checkpoint's image geometry (image size, patch, tiling / anyres grids, merge and",
+           "pooling factors, min/max pixels), chat format, special tokens and attention pattern,",
+           "cut to 1-2 layers per tower and width 32-64, with a tokenizer of the real kind trained",
+           "here (`vlmscope.testing.make_tokenizer`): SentencePiece-style (`▁`, byte fallback) or",
+           "byte-level BPE (`Ġ`). `python -m vlmscope models --selftest --standins` runs the",
+           "selftest on them. Their shapes (tokens: what one 640x480 picture gives):", "",
+           "| " + " | ".join(SHAPE_COLUMNS) + " |", "|---" * len(SHAPE_COLUMNS) + "|"]
+    out += ["| " + " | ".join(f"`{v}`" if i < 2 else str(v) for i, v in enumerate(row)) + " |"
+            for row in SHAPES]
+    out += ["", "Which checks ran on which stand-in (CPU; test files in `tests/`):", "",
+            "| stand-in | selftest, all checks | 640x480: geometry, iGOS mask, ablation "
+            "| 1920x1080: the same (slow) | notebooks 00-09 | CUDA |", "|---|---|---|---|---|---|"]
+    for row in SHAPES:
+        name = row[0]
+        nb = "yes (`test_notebooks.py`)" if name in ("standin-llava-1.5", "standin-qwen2-vl") else "-"
+        out.append(f"| `{name}` | yes (`test_capabilities.py`) | yes (`test_standins.py`) "
+                   f"| yes (`test_standins.py`) | {nb} | not run yet |")
+    out += ["", "The selftest paints its squares on a 96x64 picture (30x20 for LLaVA-NeXT and",
+            "OneVision) except on the Idefics3 and SmolVLM stand-ins, which use their canvas size",
+            "(1456x1092, 2048x1536): a small picture is enlarged ~15x there with LANCZOS, whose",
+            "blur reaches further than the check's 2-pixel margin. `benchmarks/gpu_check.py`",
+            "(`make gpu-check`) runs the selftest on CUDA and the notebooks on full-size 7B",
+            "configs; see docs/performance.md."]
+    return out
 
 
 __all__ = ["models_markdown", "Adapter", "UnsupportedArchitecture", "adapter_class", "adapter_class_for",

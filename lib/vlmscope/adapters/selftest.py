@@ -7,6 +7,10 @@ information mixes across patches (e.g. read the tower at its patch
 embeddings), which lets ``check_locality`` verify the token boxes through the
 real processor and model: painting a square changes exactly the image tokens
 whose boxes cover it.
+
+``run_selftest(..., standin=True)`` (``models --selftest --standins``) runs
+the same checks on the family's stand-in at the real checkpoint's geometry
+and tokenizer kind (``vlmscope.testing.standins``) instead.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class SelftestResult:
     checks: dict = field(default_factory=dict)  # name -> "ok" | "skipped: why" | "FAILED: why"
     seconds: float = 0.0
     device: str = "cpu"
+    model: str = "tiny"  # "tiny" (the adapter's builder) or a stand-in's name
 
 
 def image_token_embeddings(vlm, prepared) -> torch.Tensor:
@@ -200,12 +205,34 @@ def check_knockout(vlm, prepared):
     assert not torch.allclose(cut, base), "knockout changed nothing"
 
 
-def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
-    """Build the family's tiny models, load them through ``vlmscope.load``, run every check."""
+def run_selftest(adapter_cls, device=None, workdir=None, standin: bool = False,
+                 cache_dir=None) -> SelftestResult:
+    """Build the family's tiny models, load them through ``vlmscope.load``, run every check.
+
+    ``standin=True``: run the checks on the family's stand-in at the real
+    checkpoint's geometry (``vlmscope.testing.standins``) instead of the tiny
+    model; stand-ins are cached in ``cache_dir`` (default: a temporary folder).
+    """
     from ..models import load
 
     t0 = time.perf_counter()
     res = SelftestResult(adapter_cls.family, True)
+    if standin:
+        from ..testing.standins import standin as find_standin, standin_path
+
+        spec = find_standin(adapter_cls.family)
+        res.model = spec.name
+
+        def build(path, local=False):
+            return standin_path(spec.name, cache_dir, local=local)
+
+        size = spec.selftest_image_size or adapter_cls.selftest_image_size
+        boxes = spec.selftest_boxes or adapter_cls.selftest_boxes
+    else:
+        def build(path, local=False):
+            return path if adapter_cls.build_tiny(path, local=local) is not False else False
+
+        size, boxes = adapter_cls.selftest_image_size, adapter_cls.selftest_boxes
 
     def check(name, fn):
         try:
@@ -216,12 +243,11 @@ def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
             res.passed = False
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = Path(tmp) / "tiny"
-        adapter_cls.build_tiny(path)
+        path = build(Path(tmp) / "tiny")
         vlm = load(path, device=device)
         res.device = str(vlm.device)
         rng = np.random.default_rng(0)
-        w, h = adapter_cls.selftest_image_size
+        w, h = size
         image = Image.fromarray(rng.integers(90, 170, (h, w, 3), dtype=np.uint8))
         prepared = vlm.prepare(image, "what is this ?")
 
@@ -249,14 +275,14 @@ def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
         check("attention recording", lambda: check_recording(vlm, prepared))
         check("knockout", lambda: check_knockout(vlm, prepared))
 
-        local_path = Path(tmp) / "tiny-local"
-        if adapter_cls.build_tiny(local_path, local=True) is False:
+        local_path = build(Path(tmp) / "tiny-local", local=True)
+        if local_path is False:
             res.checks["painted square -> covering tokens"] = "skipped: the tower mixes patches"
         else:
             lvlm = load(local_path, device=device)
 
             def locality():
-                for box in adapter_cls.selftest_boxes:
+                for box in boxes:
                     changed, covering, near = check_locality(lvlm, image, box)
                     assert covering, f"no token covers {box}"
                     assert covering <= changed, f"{sorted(covering - changed)} cover {box} but did not change"
