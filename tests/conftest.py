@@ -46,6 +46,32 @@ def tiny(tiny_dir):
     return vlmscope.load(tiny_dir)
 
 
+@pytest.fixture(scope="session")
+def standin_cache():
+    """Where the real-geometry stand-ins are cached: ``$VLMSCOPE_STANDIN_CACHE`` or the system's
+    temporary folder (keyed by a fingerprint of the builder code, so edits rebuild them)."""
+    from vlmscope.testing.standins import default_cache_dir
+
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def standin(standin_cache):
+    """``standin(name_or_family, local=False)`` -> the loaded stand-in (one load per session)."""
+    import vlmscope
+    from vlmscope.testing.standins import standin_path
+
+    loaded = {}
+
+    def get(name, local=False):
+        key = (name, local)
+        if key not in loaded:
+            loaded[key] = vlmscope.load(standin_path(name, standin_cache, local=local))
+        return loaded[key]
+
+    return get
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

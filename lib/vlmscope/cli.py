@@ -5,7 +5,7 @@
     python -m vlmscope organism train --model organism-vit-m --out DIR
     python -m vlmscope organism train-zoo --out data/organism
     python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
-    python -m vlmscope models [--selftest [--family F ...] [--device cuda]] [--markdown]
+    python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
     python -m vlmscope run fractions|maps|knockout|compression|heatmaps|ablation|lens|lastpos --model M --n N --seed S --out DIR
 """
 
@@ -79,11 +79,12 @@ def _models(args) -> int:
     families = args.family or list(matrix)
     failed = 0
     for fam in families:
-        res = run_selftest(adapter_class(fam), device=args.device)
+        res = run_selftest(adapter_class(fam), device=args.device, standin=args.standins)
         failed += not res.passed
         bad = {k: v for k, v in res.checks.items() if v != "ok"}
         print(f"{fam:<18}{'PASS' if res.passed else 'FAIL'}  {res.device:<6} {res.seconds:6.1f}s  "
               f"{len(res.checks) - len(bad)}/{len(res.checks)} checks"
+              + (f"  on {res.model}" if args.standins else "")
               + ("".join(f"\n    {k}: {v}" for k, v in bad.items())))
     return 1 if failed else 0
 
@@ -166,6 +167,9 @@ def main(argv=None) -> int:
     mo.add_argument("--markdown", action="store_true", help="print docs/models.md")
     mo.add_argument("--family", nargs="*", help="only these families")
     mo.add_argument("--device", default=None, help="e.g. cuda; default: CUDA if present")
+    mo.add_argument("--standins", action="store_true",
+                    help="run the selftest on the stand-ins at the real checkpoints' geometry "
+                         "(vlmscope.testing.standins) instead of the tiny models")
 
     ru = sub.add_parser("run", help="batch experiments on synthetic scenes (resumable)")
     ru.add_argument("experiment", choices=["fractions", "maps", "knockout", "compression", "heatmaps",

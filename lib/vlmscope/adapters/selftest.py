@@ -33,6 +33,7 @@ class SelftestResult:
     checks: dict = field(default_factory=dict)  # name -> "ok" | "skipped: why" | "FAILED: why"
     seconds: float = 0.0
     device: str = "cpu"
+    model: str = "tiny"  # "tiny" (the adapter's builder) or a stand-in's name
 
 
 def image_token_embeddings(vlm, prepared) -> torch.Tensor:
@@ -200,12 +201,29 @@ def check_knockout(vlm, prepared):
     assert not torch.allclose(cut, base), "knockout changed nothing"
 
 
-def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
-    """Build the family's tiny models, load them through ``vlmscope.load``, run every check."""
+def run_selftest(adapter_cls, device=None, workdir=None, standin: bool = False,
+                 cache_dir=None) -> SelftestResult:
+    """Build the family's tiny models, load them through ``vlmscope.load``, run every check.
+
+    ``standin=True``: run the checks on the family's stand-in at the real
+    checkpoint's geometry (``vlmscope.testing.standins``) instead of the tiny
+    model; stand-ins are cached in ``cache_dir`` (default: a temporary folder).
+    """
     from ..models import load
 
     t0 = time.perf_counter()
     res = SelftestResult(adapter_cls.family, True)
+    if standin:
+        from ..testing.standins import standin as find_standin, standin_path
+
+        spec = find_standin(adapter_cls.family)
+        res.model = spec.name
+
+        def build(path, local=False):
+            return standin_path(spec.name, cache_dir, local=local)
+    else:
+        def build(path, local=False):
+            return path if adapter_cls.build_tiny(path, local=local) is not False else False
 
     def check(name, fn):
         try:
@@ -216,8 +234,7 @@ def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
             res.passed = False
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = Path(tmp) / "tiny"
-        adapter_cls.build_tiny(path)
+        path = build(Path(tmp) / "tiny")
         vlm = load(path, device=device)
         res.device = str(vlm.device)
         rng = np.random.default_rng(0)
@@ -249,8 +266,8 @@ def run_selftest(adapter_cls, device=None, workdir=None) -> SelftestResult:
         check("attention recording", lambda: check_recording(vlm, prepared))
         check("knockout", lambda: check_knockout(vlm, prepared))
 
-        local_path = Path(tmp) / "tiny-local"
-        if adapter_cls.build_tiny(local_path, local=True) is False:
+        local_path = build(Path(tmp) / "tiny-local", local=True)
+        if local_path is False:
             res.checks["painted square -> covering tokens"] = "skipped: the tower mixes patches"
         else:
             lvlm = load(local_path, device=device)
