@@ -56,13 +56,13 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
 
     import papermill as pm
 
-    out = Path(out).resolve()
-    (out / "executed").mkdir(parents=True, exist_ok=True)
     if images:
         from .datasets.folder import load_images
 
         load_images(images, n=1)  # a bad folder fails here, in the user's terms, not in a kernel
         images = str(Path(images).resolve())
+    out = Path(out).resolve()
+    (out / "executed").mkdir(parents=True, exist_ok=True)
     done = []
     for nb in list_notebooks(only):
         target = out / "executed" / nb.name
