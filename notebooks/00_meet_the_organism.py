@@ -171,6 +171,9 @@ pd.DataFrame(rows)
 # papermill notebooks/00_meet_the_organism.ipynb out.ipynb -p model_id llava-hf/llava-1.5-7b-hf
 # ```
 #
+# or all notebooks at once, on your own pictures (`docs/images.md`):
+# `python -m vlmscope notebooks run --model llava-hf/llava-1.5-7b-hf --images my_images/`.
+#
 # `vlmscope.load` picks CUDA with bfloat16 when a GPU is present (float32 on
 # CPU), eager attention so attention weights exist, and never runs remote code
 # unless asked (`trust_remote_code=True`). A real model answers the synthetic
