@@ -112,6 +112,9 @@ for name in models:
             "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
         frames.append(part.assign(noise_seed=noise_seed))
 runs_df = pd.concat(frames, ignore_index=True)
+for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
+    if col not in runs_df:
+        runs_df[col] = np.nan
 runs_df["question_id"] = runs_df["item"].astype(str) + "/" + runs_df["kind"]
 answer_keys = ["model", "question_id"]
 df = runs_df[runs_df.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(

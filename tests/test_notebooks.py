@@ -233,3 +233,27 @@ def test_every_parameters_cell_parses_for_papermill():
         assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
                     for t in node.targets]
         assert list(pm.inspect_notebook(str(nb_path))) == assigned, nb_path.name
+
+
+@pytest.mark.slow
+def test_notebooks_take_their_images_from_a_folder(tmp_path):
+    """`--images data/images`: notebooks 00-03 read the sample folder (640x480, boxes and a mask)."""
+    from vlmscope.datasets.folder import load_folder
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "images"
+    records = load_folder(sample)
+    done = run_notebooks(out=tmp_path, only=["00", "01", "02", "03"], model_id="organism",
+                         images=str(sample), quick=True, progress=False)
+    assert [p.name[:2] for p in done] == ["00", "01", "02", "03"]
+    for path in done:
+        nb = nbformat.read(path, as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (path.name, errors[0].get("evalue") if errors else None)
+    printed = _printed(nbformat.read(done[2], as_version=4))
+    assert f"ground truth: {records[0].description()}" in printed  # the folder's, not a scene's
+    s1 = _no_nan((tmp_path / "01_summary.json").read_text())
+    s2 = _no_nan((tmp_path / "02_summary.json").read_text())
+    assert s1["n_images"] == s2["n_images"] == 2  # --quick: the first two of the three
+    assert (s2["nonsense"] is None) == ("pointing_by_layer" in s2) == (s2["object_words"] > 0)
+    s3 = _no_nan((tmp_path / "03_summary.json").read_text())
+    assert s3["n_images"] == 1 and (s3["nonsense"] is None) == ("f1_all_layers" in s3)
