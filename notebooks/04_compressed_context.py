@@ -114,10 +114,15 @@ pd.DataFrame(rows).pivot_table(index=["question", "truth"], columns="variant", v
 # reference.
 
 # %%
+no_turn = C.followup_works(vlm, ctx, "turn")
+if no_turn:  # e.g. LLaVA-1.5's template: the cached prompt is not the start of a next turn
+    nothing_to_report(f"no 'turn' follow-up with this model: {no_turn}",
+                      "The 'turn' comparison is left out.")
+sets = [("exists", cfg), ("kinds", kinds_cfg)] + ([("turn", turn_cfg)] if not no_turn else [])
 frames = []
 for i, sc in enumerate(tqdm(scenes, desc="images")):
     c = C.describe(vlm, sc.image, cfg)
-    for name, conf in (("exists", cfg), ("kinds", kinds_cfg), ("turn", turn_cfg)):
+    for name, conf in sets:
         frames.append(C.compress_scene(vlm, sc, conf, c).assign(image_id=i, set=name))
 results = pd.concat(frames, ignore_index=True)
 results.to_parquet(figures / "04_compression.parquet")
@@ -169,7 +174,8 @@ by_kind[by_kind.k_frac.isin([k_main, 1.0])].pivot_table(
 both_sets = results[results.set.isin(["exists", "kinds"])]
 followups = pd.concat([
     C.scores(both_sets[both_sets.variant == "full"], by=("kind",)).assign(followup="replace"),
-    C.scores(results[results.set == "turn"], by=("kind",)).assign(followup="turn"),
+    *([C.scores(results[results.set == "turn"], by=("kind",)).assign(followup="turn")]
+      if not no_turn else []),
     C.scores(both_sets[both_sets.variant == "direct"], by=("kind",)).assign(followup="direct")])
 followups.pivot_table(index="followup", columns="kind", values="acc").round(3)
 
