@@ -153,3 +153,18 @@ def test_judge_for_and_description_sense():
     assert judge.objects("I see a blue triangle and a dog") == {"blue triangle"}
     assert description_sense(["I see a blue triangle"], judge) is None
     assert "nothing to compare" in description_sense(["system you many", ""], judge)
+
+
+def test_load_images_reads_a_coco_copy_through_load_coco(tmp_path):
+    from test_coco import make_coco
+
+    from vlmscope.datasets.coco import load_coco
+
+    root = make_coco(tmp_path)
+    want = load_coco(root, limit=2, seed=0)
+    got = load_images(root, n=2, seed=0)
+    assert [r.file for r in got] == [str(it.file) for it in want]
+    for rec, item in zip(got, want):
+        [obj] = rec.objects
+        assert obj.name == item.category and (obj.mask == item.mask()).all()
+        assert set(item.words()) <= set(obj.words)  # plurals and synonyms name it too
