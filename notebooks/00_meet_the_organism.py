@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,6 +33,7 @@ model_id = "organism"  # a bundled organism, a local directory, or a hub id
 n_eval = 100  # fresh scenes for the accuracy check (each gets one question of every kind)
 seed = 0  # scenes shown below
 eval_seed = 12345  # held-out scenes for the accuracy check
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 figures_dir = "../figures"
 
 # %%
@@ -42,7 +45,9 @@ import pandas as pd
 
 import vlmscope
 from vlmscope import plots
+from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
+from vlmscope.findings import answer_sense, mentioned_objects, nothing_to_report, write_summary
 from vlmscope.organism import evaluate
 
 figures = Path(figures_dir)
@@ -56,11 +61,12 @@ vlm
 # A scene holds 1-4 objects on a light, slightly noisy background. Within a
 # scene every shape and every colour is distinct, and objects sit in distinct
 # cells of a 3×3 layout, so every question below has exactly one answer. The
-# generator is seeded: the same seed always gives the same scene.
+# generator is seeded: the same seed always gives the same scene. (With
+# `images` set, your own images and their annotated objects are shown instead.)
 
 # %%
 world = World()
-scenes = [world.scene(seed=seed + i) for i in range(4)]
+scenes = [world.scene(seed=seed + i) for i in range(4)] if not images else load_images(images, n=4)
 fig = plots.scenes(scenes)
 fig.savefig(figures / "00_scenes.png", dpi=120)
 
@@ -71,14 +77,19 @@ fig.savefig(figures / "00_scenes.png", dpi=120)
 # object is (row and column words), whether an object exists (half of the "no"
 # cases are *hard negatives*: a present colour with a present shape that are not
 # one object), how many objects there are, and a description listing every
-# object in reading order.
+# object in reading order. (Your own images get a description, and their
+# annotated question when they have one.)
 
 # %%
 scene = scenes[0]
-questions = world.questions(scene, seed=seed)
-answers = vlm.answer([scene.image] * len(questions), [q.text for q in questions])
-table = pd.DataFrame({"kind": [q.kind for q in questions], "question": [q.text for q in questions],
-                      "truth": [q.answer for q in questions], "model": answers})
+if not images:
+    questions = [(q.kind, q.text, q.answer) for q in world.questions(scene, seed=seed)]
+else:
+    questions = [("describe", "describe the image .", scene.description())] + (
+        [("annotated", scene.question, scene.answer or "")] if scene.question else [])
+answers = vlm.answer([scene.image] * len(questions), [q for _, q, _ in questions])
+table = pd.DataFrame({"kind": [k for k, _, _ in questions], "question": [q for _, q, _ in questions],
+                      "truth": [t for _, _, t in questions], "model": answers})
 table["correct"] = [a.split() == t.split() for a, t in zip(table.model, table.truth)]
 table
 
@@ -91,8 +102,15 @@ table
 
 # %%
 scores = evaluate(vlm, n=n_eval, seed=eval_seed)
-(figures / "00_accuracy.json").write_text(json.dumps({"model": model_id, **scores}, indent=1))
 shown = {k: v for k, v in scores.items() if k not in ("n", "seed", "describe_exact")}
+nonsense = answer_sense(scores)
+if nonsense:
+    nothing_to_report(nonsense, "The geometry and token groups below do not depend on the answers.")
+if images:  # the accuracy is on the synthetic world; your images have no known answers
+    described = [vlm.answer([sc.image], ["describe the image ."])[0] for sc in scenes]
+    if not any(mentioned_objects(d.split(), sc) for d, sc in zip(described, scenes)):
+        nonsense = nothing_to_report("no description of your images names an annotated object")
+write_summary(figures / "00_accuracy.json", {"model": model_id, **scores}, nonsense)
 fig = plots.accuracy_bars(shown, reference=0.95, title=f"{model_id}: {n_eval} fresh scenes")
 fig.savefig(figures / "00_accuracy.png", dpi=120)
 below = [k for k, v in shown.items() if v < 0.95]
@@ -115,7 +133,8 @@ print(f"lowest: {min(shown, key=shown.get)} = {min(shown.values()):.3f}; "
 
 # %%
 target = scene.objects[0]
-prepared = vlm.prepare(scene.image, f"what color is the {target.shape} ?")
+prepared = vlm.prepare(scene.image, f"what color is the {target.shape} ?" if not images
+                       else scene.question or "describe the image .")
 geo = prepared.geometry
 rings = {f"{target.name} +{k}": geo.tokens_for_mask(target.mask, rings=k) for k in (0, 1, 2)}
 print(f"{len(geo)} image tokens on a {geo.grids[0][0]}x{geo.grids[0][1]} grid; preprocessing: {geo.note}")
@@ -134,9 +153,10 @@ fig.savefig(figures / "00_token_grid.png", dpi=120)
 # wrong one.
 
 # %%
-wrong = next(c for c in ("red", "green", "blue", "yellow", "purple") if c != target.color)
+right = target.color if not images else target.name  # your images: the object's name
+wrong = next(c for c in ("red", "green", "blue", "yellow", "purple") if c not in right.split())
 rows = []
-for answer in (target.color, wrong):
+for answer in (right, wrong):
     s = vlm.score(prepared, answer)
     rows.append({"answer": answer, "log p": round(s.total, 3), "tokens": s.tokens})
 pd.DataFrame(rows)
@@ -150,6 +170,9 @@ pd.DataFrame(rows)
 # ```
 # papermill notebooks/00_meet_the_organism.ipynb out.ipynb -p model_id llava-hf/llava-1.5-7b-hf
 # ```
+#
+# or all notebooks at once, on your own pictures (`docs/images.md`):
+# `python -m vlmscope notebooks run --model llava-hf/llava-1.5-7b-hf --images my_images/`.
 #
 # `vlmscope.load` picks CUDA with bfloat16 when a GPU is present (float32 on
 # CPU), eager attention so attention weights exist, and never runs remote code

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,6 +33,7 @@ model_id = "organism"
 n_images = 8  # synthetic scenes to describe
 seed = 0
 max_new_tokens = 48
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 figures_dir = "../figures"
 
 # %%
@@ -42,14 +45,14 @@ import pandas as pd
 
 import vlmscope
 from vlmscope import plots
-from vlmscope.datasets.synthetic import World, _mix
+from vlmscope.datasets.folder import load_images
+from vlmscope.findings import mentioned_objects, nothing_to_report, write_summary
 from vlmscope.maps import record_generation
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-world = World()
-scenes = [world.scene(_mix(seed, i)) for i in range(n_images)]
+scenes = load_images(images, n=n_images, seed=seed)
 
 # %% [markdown]
 # ## Record while describing
@@ -59,9 +62,10 @@ scenes = [world.scene(_mix(seed, i)) for i in range(n_images)]
 # answer token *k*.
 
 # %%
-frames = []
+frames, named = [], 0
 for i, scene in enumerate(scenes):
     rec = record_generation(vlm, scene.image, max_new_tokens=max_new_tokens, maps="none")
+    named += len(mentioned_objects(rec.generation.tokens, scene))
     df = rec.fractions()
     df["image_id"] = i
     frames.append(df)
@@ -94,8 +98,13 @@ summary = {
     "mean_image_attention": round(float(by_layer.image.mean()), 3),
     "peak_image_layer": int(by_layer.image.idxmax()),
     "mean_bos_attention": round(float(by_layer.bos.mean()), 3),
+    "n_images": len(scenes), "object_words": named,
 }
-(figures / "01_summary.json").write_text(json.dumps(summary, indent=1))
+nonsense = None if named else nothing_to_report(
+    "no description names an object of its image: the answers are nonsense",
+    "The attention shares are measured all the same; read them as this model's, not as a finding "
+    "about how a working model looks.")
+summary = write_summary(figures / "01_summary.json", summary, nonsense)
 print(json.dumps(summary, indent=1))
 verdict = "less" if summary["mean_image_attention"] < summary["image_share_of_prompt_tokens"] else "more"
 print(f"This model gives image tokens {verdict} attention than their share of the prompt "

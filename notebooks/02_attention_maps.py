@@ -42,6 +42,7 @@ model_id = "organism"
 n_images = 8  # synthetic scenes to describe and score
 seed = 0
 max_new_tokens = 48
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 figures_dir = "../figures"
 
 # %%
@@ -54,16 +55,16 @@ import pandas as pd
 
 import vlmscope
 from vlmscope import plots
-from vlmscope.datasets.synthetic import World, _mix
-from vlmscope.maps import (image_token_norms, localisation, map_peaks, organism_object_words,
+from vlmscope.datasets.folder import load_images
+from vlmscope.findings import NO_OBJECT_WORDS, mentioned_objects, nothing_to_report, write_summary
+from vlmscope.maps import (image_token_norms, localisation, map_peaks,
                            record_generation)
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
 L = vlm.adapter.n_layers
-world = World()
-scenes = [world.scene(_mix(seed, i)) for i in range(n_images)]
+scenes = load_images(images, n=n_images, seed=seed)
 vlm
 
 # %% [markdown]
@@ -86,7 +87,7 @@ print(f"{len(geometry)} image tokens on a {geometry.grids[0][0]}x{geometry.grids
 print("maps per head:", rec.head_maps().shape, "= [layers, steps, heads, image tokens]")
 
 # %%
-words = organism_object_words(rec.generation.tokens, scene)
+words = mentioned_objects(rec.generation.tokens, scene)
 print("object words:", [(s, rec.generation.tokens[s], o.name) for s, o in words])
 step, obj = words[0] if words else (0, scene.objects[0])
 middle = L // 2
@@ -128,7 +129,7 @@ fig.savefig(figures / "02_maps_across_layers.png", dpi=120)
 frames, peak_frames, texts = [], [], []
 for i, sc in enumerate(scenes):
     r = rec if i == 0 else record_generation(vlm, sc.image, max_new_tokens=max_new_tokens)
-    found = organism_object_words(r.generation.tokens, sc)
+    found = mentioned_objects(r.generation.tokens, sc)
     df = localisation(r, [(s, o.mask) for s, o in found])
     if len(df):
         df["object"] = [found[w][1].name for w in df.word]
@@ -142,28 +143,33 @@ for i, sc in enumerate(scenes):
     peak_frames.append(pk)
     texts.append({"image_id": i, "text": r.generation.text, "truth": sc.description(),
                   "object_words": len(found)})
-if not frames:
-    raise RuntimeError(f"{model_id} named no object of any of the {n_images} scenes: nothing to "
-                       "score (is it the trained organism?)")
-loc = pd.concat(frames, ignore_index=True)
+loc, nonsense = None, None
+if frames:
+    loc = pd.concat(frames, ignore_index=True)
+    loc.to_parquet(figures / "02_localisation.parquet")
+else:
+    nonsense = nothing_to_report(NO_OBJECT_WORDS, f"None of the {len(scenes)} descriptions names "
+                                 "an object of its image; the outlier sections below need no object "
+                                 "words and still run.")
 peaks = pd.concat(peak_frames, ignore_index=True)
-loc.to_parquet(figures / "02_localisation.parquet")
 peaks.to_parquet(figures / "02_peaks.parquet")
 pd.DataFrame(texts)
 
 # %%
-per_image = (loc.assign(pointing=loc.pointing.astype(float))
-             .groupby(["image_id", "layer"])[["pointing", "mass_in_mask", "mask_share", "ratio"]]
-             .mean().reset_index())
-by_layer = per_image.groupby("layer")[["pointing", "ratio", "mask_share"]].agg(["mean", "std"])
-print(f"{loc.image_id.nunique()} images with object words, {len(loc) // L} object words")
-by_layer.round(3)
+if loc is not None:
+    per_image = (loc.assign(pointing=loc.pointing.astype(float))
+                 .groupby(["image_id", "layer"])[["pointing", "mass_in_mask", "mask_share", "ratio"]]
+                 .mean().reset_index())
+    by_layer = per_image.groupby("layer")[["pointing", "ratio", "mask_share"]].agg(["mean", "std"])
+    print(f"{loc.image_id.nunique()} images with object words, {len(loc) // L} object words")
+    display(by_layer.round(3))
 
 # %%
-fig = plots.localisation_by_layer(
-    per_image,
-    title=f"{model_id}: do object words attend to their object? (mean ± sd over images)")
-fig.savefig(figures / "02_localisation.png", dpi=120)
+if loc is not None:
+    fig = plots.localisation_by_layer(
+        per_image,
+        title=f"{model_id}: do object words attend to their object? (mean ± sd over images)")
+    fig.savefig(figures / "02_localisation.png", dpi=120)
 
 # %% [markdown]
 # ## Outlier tokens
@@ -261,22 +267,12 @@ pd.DataFrame(rows)
 early = [l for l in range(L) if l < L / 4]
 late = [l for l in range(L) if l >= 3 * L / 4 and l not in early]
 mid = [l for l in range(L) if l not in early + late]
-point = by_layer[("pointing", "mean")]
-ratio = by_layer[("ratio", "mean")]
 band = {name: ls for name, ls in (("early", early), ("middle", mid), ("late", late)) if ls}
 summary = {
-    "n_layers": L, "n_images": n_images, "images_scored": int(loc.image_id.nunique()),
-    "object_words": int(len(loc) // L),
+    "n_layers": L, "n_images": len(scenes),
+    "images_scored": int(loc.image_id.nunique()) if loc is not None else 0,
+    "object_words": int(len(loc) // L) if loc is not None else 0,
     "layers": {"early": early, "middle": mid, "late": late},
-    "pointing_by_layer": point.round(3).tolist(),
-    "pointing_sd_by_layer": by_layer[("pointing", "std")].round(3).tolist(),
-    "ratio_by_layer": ratio.round(3).tolist(),
-    "ratio_sd_by_layer": by_layer[("ratio", "std")].round(3).tolist(),
-    "pointing_chance": round(float(per_image.mask_share.mean()), 3),
-    "best_pointing_layer": int(point.idxmax()),
-    "best_ratio_layer": int(ratio.idxmax()),
-    "pointing_by_band": {k: round(float(point.loc[v].mean()), 3) for k, v in band.items()},
-    "ratio_by_band": {k: round(float(ratio.loc[v].mean()), 3) for k, v in band.items()},
     "peak_share_by_band": {k: round(float(outliers.peak_share.loc[v].mean()), 3)
                            for k, v in band.items()},
     "modal_peak_rate_by_band": {k: round(float(outliers.modal_peak.loc[v].mean()), 3)
@@ -285,17 +281,32 @@ summary = {
     "off_object_peak_rate_by_band": {k: round(1 - float(outliers.peak_on_object.loc[v].mean()), 3)
                                      for k, v in band.items()},
 }
-(figures / "02_summary.json").write_text(json.dumps(summary, indent=1))
+if loc is not None:  # localisation needs object words
+    point = by_layer[("pointing", "mean")]
+    ratio = by_layer[("ratio", "mean")]
+    summary.update({
+        "pointing_by_layer": point.round(3).tolist(),
+        "pointing_sd_by_layer": by_layer[("pointing", "std")].round(3).tolist(),
+        "ratio_by_layer": ratio.round(3).tolist(),
+        "ratio_sd_by_layer": by_layer[("ratio", "std")].round(3).tolist(),
+        "pointing_chance": round(float(per_image.mask_share.mean()), 3),
+        "best_pointing_layer": int(point.idxmax()),
+        "best_ratio_layer": int(ratio.idxmax()),
+        "pointing_by_band": {k: round(float(point.loc[v].mean()), 3) for k, v in band.items()},
+        "ratio_by_band": {k: round(float(ratio.loc[v].mean()), 3) for k, v in band.items()}})
+summary = write_summary(figures / "02_summary.json", summary, nonsense)
 print(json.dumps(summary, indent=1))
 
 # %%
-pb, rb = summary["pointing_by_band"], summary["ratio_by_band"]
+pb, rb = summary.get("pointing_by_band", {}), summary.get("ratio_by_band", {})
 sb, mb = summary["peak_share_by_band"], summary["modal_peak_rate_by_band"]
 ob = summary["off_object_peak_rate_by_band"]
 ends = [b for b in ("early", "late") if b in band]
 print("Paper: middle-layer attention peaks fall inside the object's mask; early/late layers "
       "are dominated by outlier tokens.\n")
-if "middle" in band:
+if nonsense:
+    print(f"Nothing to compare: {nonsense}.")
+elif "middle" in band:
     best_mid = all(pb["middle"] > pb[b] for b in ends)
     print(f"1. Middle layers {mid} point inside the object {pb['middle']:.0%} of the time "
           f"(chance {summary['pointing_chance']:.0%}); early {pb.get('early', float('nan')):.0%}, "

@@ -45,6 +45,7 @@ n_images = 6
 seed = 0
 max_new_tokens = 48
 n_probe_scenes = 200  # scenes for the identity probes (3/4 train, 1/4 held out)
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 figures_dir = "../figures"
 
 # %%
@@ -56,37 +57,42 @@ import pandas as pd
 
 import vlmscope
 from vlmscope import plots
+from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World, _mix
-from vlmscope.judge import ExactJudge, paper_judge
+from vlmscope.findings import description_sense, judge_for, nothing_to_report, write_summary
 from vlmscope.knockout import SweepConfig, knockout_sweep
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
 L = vlm.adapter.n_layers
-world = World()
-scenes = [world.scene(_mix(seed, i)) for i in range(n_images)]
+scenes = load_images(images, n=n_images, seed=seed)
+judge = judge_for(scenes, identity=True)  # the paper's rule: object identities (shapes here)
+exact = judge_for(scenes)  # exact (colour, shape, place) objects, shown beside
 
 # %%
 cfg = SweepConfig(max_new_tokens=max_new_tokens)
 frames = []
 for i, scene in enumerate(scenes):
-    df = knockout_sweep(vlm, scene.image, cfg, judge=paper_judge(synthetic=True),
-                        also={"exact": ExactJudge()})
+    df = knockout_sweep(vlm, scene.image, cfg, judge=judge, also={"exact": exact})
     df["image_id"] = i
     frames.append(df)
 sweep = pd.concat(frames, ignore_index=True)
 sweep.to_parquet(figures / "03_knockout.parquet")
+nonsense = description_sense(sweep.baseline.unique(), judge)
+if nonsense:  # F1 of two empty object sets is 1.0 by convention: not a finding
+    nothing_to_report(nonsense, "The knocked-out texts are in the parquet file; no curve is drawn.")
 # rows: the paper's l; columns: F1 by object identity (the paper's judge) and by exact tuples
 sweep.pivot_table(index="l", columns="config", values=["f1", "f1_exact"]).round(2)
 
 # %%
-fig = plots.knockout_curves(sweep, title=f"{model_id}: object F1 (identities) when image edges are "
-                                         "cut in layers > l")
-fig.savefig(figures / "03_knockout.png", dpi=120)
-fig = plots.knockout_curves(sweep, y="f1_exact", title=f"{model_id}: the same, exact (colour, shape, "
-                                                       "place) tuples")
-fig.savefig(figures / "03_knockout_exact.png", dpi=120)
+if not nonsense:
+    fig = plots.knockout_curves(sweep, title=f"{model_id}: object F1 (identities) when image edges "
+                                             "are cut in layers > l")
+    fig.savefig(figures / "03_knockout.png", dpi=120)
+    fig = plots.knockout_curves(sweep, y="f1_exact", title=f"{model_id}: the same, exact (colour, "
+                                                           "shape, place) tuples")
+    fig.savefig(figures / "03_knockout_exact.png", dpi=120)
 
 # %% [markdown]
 # ## Beside the paper
@@ -103,13 +109,16 @@ all_layers = sweep[sweep.l == -1].groupby("config").f1.mean()
 all_layers_exact = sweep[sweep.l == -1].groupby("config").f1_exact.mean()
 curve = sweep.groupby(["config", "l"]).f1.mean()
 recover = {c: int(next((l for l in range(-1, L) if curve[c][l] >= 0.9), L - 1)) for c in cfg.configs}
-summary = {"judge": "identity (shape), as the paper's judge", "f1_l=-1": all_layers.round(3).to_dict(),
+summary = {"judge": judge.name, "f1_l=-1": all_layers.round(3).to_dict(),
            "f1_exact_l=-1": all_layers_exact.round(3).to_dict(), "first_l_with_f1_0.9": recover,
-           "n_layers": L, "n_images": n_images}
-(figures / "03_summary.json").write_text(json.dumps(summary, indent=1))
+           "n_layers": L, "n_images": len(scenes)}
+if nonsense:
+    summary = {k: v for k, v in summary.items() if k in ("judge", "n_layers", "n_images")}
+summary = write_summary(figures / "03_summary.json", summary, nonsense)
 print(json.dumps(summary, indent=1))
-print(f"paper (LLaVA-1.5): img->gen ~0.4, img->txt ~0; this model: img->gen "
-      f"{all_layers.get('img->gen', float('nan')):.2f}, img->txt {all_layers.get('img->txt', float('nan')):.2f}")
+if not nonsense:
+    print(f"paper (LLaVA-1.5): img->gen ~0.4, img->txt ~0; this model: img->gen "
+          f"{all_layers.get('img->gen', float('nan')):.2f}, img->txt {all_layers.get('img->txt', float('nan')):.2f}")
 
 # %% [markdown]
 # ## Why this model differs from the paper (tested)
@@ -137,39 +146,42 @@ from IPython.display import display
 from vlmscope.knockout import identity_probes
 from vlmscope.maps import record_generation
 
-fr = pd.concat([record_generation(vlm, sc.image, cfg.question, max_new_tokens, maps="none").fractions()
-                for sc in scenes])
-looks = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean().round(3)
-probe_scenes = [world.scene(_mix(seed + 1, i)) for i in range(n_probe_scenes)]
-probes = identity_probes(vlm, probe_scenes, cfg.question, seed=seed)
-probe_table = probes.pivot_table(index="layer", columns="place", values="balanced_accuracy").round(2)
-display(looks)
-probe_table
+if nonsense:  # no description to explain
+    nothing_to_report(nonsense, "The probes are left out.")
+else:
+    fr = pd.concat([record_generation(vlm, sc.image, cfg.question, max_new_tokens, maps="none").fractions()
+                    for sc in scenes])
+    looks = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean().round(3)
+    probe_scenes = [World().scene(_mix(seed + 1, i)) for i in range(n_probe_scenes)]
+    probes = identity_probes(vlm, probe_scenes, cfg.question, seed=seed)
+    probe_table = probes.pivot_table(index="layer", columns="place", values="balanced_accuracy").round(2)
+    display(looks, probe_table)
 
 # %%
-q_best = float(probes[probes.place.isin(["last prompt position", "query mean"])].balanced_accuracy.max())
-img_best = float(probes[probes.place == "image mean"].balanced_accuracy.max())
-chance = float(probes[probes.place.str.contains("shuffled")].balanced_accuracy.max())
-query_share = float(looks["query_no_bos"].mean())
-print(f"generated rows: {looks['image'].mean():.0%} of attention on image tokens, "
-      f"{query_share:.0%} on query tokens without BOS (mean over layers)")
-print(f"probes, best layer: query positions {q_best:.2f}, image positions {img_best:.2f}, "
-      f"shuffled labels {chance:.2f}")
-if q_best <= chance + 0.1 < img_best:
-    print("-> the query positions do not hold which objects the scene has (no better than shuffled "
-          "labels) while the image positions do: there is no global summary in the query for "
-          "img->gen to fall back on, which is why it leaves nothing here")
-elif q_best > chance + 0.1:
-    print(f"-> the query positions do hold object identity (probe {q_best:.2f}), yet img->gen leaves "
-          f"F1 {all_layers.get('img->gen', float('nan')):.2f} and img->txt "
-          f"{all_layers.get('img->txt', float('nan')):.2f}: the generated rows read the image directly "
-          "and do not use what the query holds; why training gave this route only is not known")
-else:
-    print("-> the probes do not separate the places; not known")
-summary.update(probe_query_best=q_best, probe_image_best=img_best, probe_shuffled_best=chance,
-               generated_attention_on_query=query_share,
-               generated_attention_on_image=float(looks["image"].mean()))
-(figures / "03_summary.json").write_text(json.dumps(summary, indent=1))
+if not nonsense:
+    q_best = float(probes[probes.place.isin(["last prompt position", "query mean"])].balanced_accuracy.max())
+    img_best = float(probes[probes.place == "image mean"].balanced_accuracy.max())
+    chance = float(probes[probes.place.str.contains("shuffled")].balanced_accuracy.max())
+    query_share = float(looks["query_no_bos"].mean())
+    print(f"generated rows: {looks['image'].mean():.0%} of attention on image tokens, "
+          f"{query_share:.0%} on query tokens without BOS (mean over layers)")
+    print(f"probes, best layer: query positions {q_best:.2f}, image positions {img_best:.2f}, "
+          f"shuffled labels {chance:.2f}")
+    if q_best <= chance + 0.1 < img_best:
+        print("-> the query positions do not hold which objects the scene has (no better than shuffled "
+              "labels) while the image positions do: there is no global summary in the query for "
+              "img->gen to fall back on, which is why it leaves nothing here")
+    elif q_best > chance + 0.1:
+        print(f"-> the query positions do hold object identity (probe {q_best:.2f}), yet img->gen leaves "
+              f"F1 {all_layers.get('img->gen', float('nan')):.2f} and img->txt "
+              f"{all_layers.get('img->txt', float('nan')):.2f}: the generated rows read the image directly "
+              "and do not use what the query holds; why training gave this route only is not known")
+    else:
+        print("-> the probes do not separate the places; not known")
+    summary.update(probe_query_best=q_best, probe_image_best=img_best, probe_shuffled_best=chance,
+                   generated_attention_on_query=query_share,
+                   generated_attention_on_image=float(looks["image"].mean()))
+    write_summary(figures / "03_summary.json", summary, nonsense)
 
 # %% [markdown]
 # ## Try it: cut and regenerate one description

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -59,6 +61,7 @@ import vlmscope
 from vlmscope import compression as C
 from vlmscope import plots
 from vlmscope.datasets.synthetic import World, _mix
+from vlmscope.findings import answer_sense, nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -111,10 +114,15 @@ pd.DataFrame(rows).pivot_table(index=["question", "truth"], columns="variant", v
 # reference.
 
 # %%
+no_turn = C.followup_works(vlm, ctx, "turn")
+if no_turn:  # e.g. LLaVA-1.5's template: the cached prompt is not the start of a next turn
+    nothing_to_report(f"no 'turn' follow-up with this model: {no_turn}",
+                      "The 'turn' comparison is left out.")
+sets = [("exists", cfg), ("kinds", kinds_cfg)] + ([("turn", turn_cfg)] if not no_turn else [])
 frames = []
 for i, sc in enumerate(tqdm(scenes, desc="images")):
     c = C.describe(vlm, sc.image, cfg)
-    for name, conf in (("exists", cfg), ("kinds", kinds_cfg), ("turn", turn_cfg)):
+    for name, conf in sets:
         frames.append(C.compress_scene(vlm, sc, conf, c).assign(image_id=i, set=name))
 results = pd.concat(frames, ignore_index=True)
 results.to_parquet(figures / "04_compression.parquet")
@@ -146,6 +154,12 @@ fig = plots.compression_curves(
     kinds_table, title=f"{model_id}: count / colour / shape / where questions ({n_images} images)")
 fig.savefig(figures / "04_compression_kinds.png", dpi=120)
 by_kind = C.scores(kinds, by=("kind",))
+direct = {**by_kind[by_kind.variant == "direct"].set_index("kind").acc.to_dict(),
+          "exists": float(table[table.variant == "direct"].acc.iloc[0])}
+nonsense = answer_sense(direct)  # asked directly, is any kind answered better than chance?
+if nonsense:
+    nothing_to_report(nonsense, "Compression cannot cost what the model never had: the "
+                      "accuracies below are this model's, not a finding about compression.")
 by_kind[by_kind.k_frac.isin([k_main, 1.0])].pivot_table(
     index=["variant", "k_frac"], columns="kind", values="acc").round(3)
 
@@ -160,7 +174,8 @@ by_kind[by_kind.k_frac.isin([k_main, 1.0])].pivot_table(
 both_sets = results[results.set.isin(["exists", "kinds"])]
 followups = pd.concat([
     C.scores(both_sets[both_sets.variant == "full"], by=("kind",)).assign(followup="replace"),
-    C.scores(results[results.set == "turn"], by=("kind",)).assign(followup="turn"),
+    *([C.scores(results[results.set == "turn"], by=("kind",)).assign(followup="turn")]
+      if not no_turn else []),
     C.scores(both_sets[both_sets.variant == "direct"], by=("kind",)).assign(followup="direct")])
 followups.pivot_table(index="followup", columns="kind", values="acc").round(3)
 
@@ -229,7 +244,7 @@ summary = {"model": model_id, "n_images": n_images, "followup": cfg.followup,
            "kinds": kinds_table.round(4).to_dict(orient="records"),
            "full_acc_by_followup_non_exists": full_acc.round(4).to_dict(),
            "paper": paper, "differences": differences}
-_ = (figures / "04_summary.json").write_text(json.dumps(summary, indent=1))
+_ = write_summary(figures / "04_summary.json", summary, nonsense)
 
 # %% [markdown]
 # ## Try it: ask one image from a pruned cache

@@ -42,6 +42,7 @@
 
 # %% tags=["parameters"]
 models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]
+model_id = ""  # one model instead of the zoo: its focus vs correctness only (no design vs scale)
 n_scenes = 12  # scenes per model; one "color" and one "where" question each
 seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
@@ -50,7 +51,7 @@ mask_size = 32
 noise_seeds = 3  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05)
 top_fraction = 0.1  # top-10% pixels for the IoU between two models' maps
 n_permutations = 9999
-runs_dir = ""  # where the resumable heatmap runs live; "" = <figures_dir>/06_runs
+runs_dir = ""  # where the resumable heatmap runs live; empty: <figures_dir>/06_runs
 figures_dir = "../figures"
 
 # %%
@@ -69,14 +70,16 @@ from IPython.display import display
 import vlmscope
 from vlmscope import organism, stats
 from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import nothing_to_report, write_summary
 from vlmscope.heatmaps import Heatmap, HeatmapConfig
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 runs = Path(runs_dir) if runs_dir else figures / "06_runs"
 config = HeatmapConfig(iterations=iterations, ig_iter=ig_iter, size=mask_size)
-design = {m: organism.ZOO[m][0] for m in models}
-scale = {m: organism.ZOO[m][1] for m in models}
+models = [model_id] if model_id else models
+design = {m: organism.ZOO.get(m, ("unknown", "unknown"))[0] for m in models}
+scale = {m: organism.ZOO.get(m, ("unknown", "unknown"))[1] for m in models}
 pd.DataFrame({"vision design": design, "decoder size": scale})
 
 # %% [markdown]
@@ -109,6 +112,9 @@ for name in models:
             "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
         frames.append(part.assign(noise_seed=noise_seed))
 runs_df = pd.concat(frames, ignore_index=True)
+for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
+    if col not in runs_df:
+        runs_df[col] = np.nan
 runs_df["question_id"] = runs_df["item"].astype(str) + "/" + runs_df["kind"]
 answer_keys = ["model", "question_id"]
 df = runs_df[runs_df.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
@@ -117,6 +123,11 @@ df = runs_df[runs_df.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"
 df["mask_files"] = df[answer_keys].apply(tuple, axis=1).map(
     runs_df.groupby(answer_keys)["mask_file"].agg(list))
 scored = df[df.skipped == ""].copy()
+nonsense = None
+if not df.correct.astype(bool).any():
+    nonsense = nothing_to_report("no question is answered right: the answers are nonsense",
+                                 "Focus cannot be split by correctness; the heatmaps are listed "
+                                 "but compared with nothing.")
 print(f"{len(df)} answers, {len(scored)} with a heatmap; skipped, with reasons:")
 df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 
@@ -132,24 +143,25 @@ df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 
 # %%
 scored["correct"] = scored["correct"].astype(bool)
-table = stats.compare_frame(scored, ["igos_mass", "igos_pointing"], by="correct", a=True, b=False,
-                            per="model", seed=seed)
 show = ["model", "value", "n_a", "n_b", "mean_a", "mean_b", "difference", "ci_low", "ci_high",
         "rank_biserial", "p_mannwhitney", "p_fisher", "note"]
+table = (stats.compare_frame(scored, ["igos_mass", "igos_pointing"], by="correct", a=True, b=False,
+                             per="model", seed=seed) if not nonsense else pd.DataFrame(columns=show))
 table[show]
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-sns.boxplot(data=scored, x="model", y="igos_mass", hue="correct", ax=axes[0])
-axes[0].set_ylabel("iGOS+ mass in the asked object")
-axes[0].tick_params(axis="x", labelrotation=20)
-point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
-sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
-axes[1].set_ylabel("pointing game (share of hits)")
-axes[1].tick_params(axis="x", labelrotation=20)
-fig.suptitle("focus on the asked object, by correctness", fontsize=9)
-fig.tight_layout()
-fig.savefig(figures / "06_focus_vs_correctness.png", dpi=120)
+if not nonsense:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    sns.boxplot(data=scored, x="model", y="igos_mass", hue="correct", ax=axes[0])
+    axes[0].set_ylabel("iGOS+ mass in the asked object")
+    axes[0].tick_params(axis="x", labelrotation=20)
+    point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
+    sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
+    axes[1].set_ylabel("pointing game (share of hits)")
+    axes[1].tick_params(axis="x", labelrotation=20)
+    fig.suptitle("focus on the asked object, by correctness", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(figures / "06_focus_vs_correctness.png", dpi=120)
 
 # %% [markdown]
 # ## 3 · Vision design versus decoder scale
@@ -182,22 +194,29 @@ if seed_agreement:
     print(f"maps of one answer across {noise_seeds} noise seeds: median Spearman "
           f"{np.median(seed_agreement):.2f} (min {np.min(seed_agreement):.2f}, "
           f"{len(seed_agreement)} pairs)")
+comparable = ("unknown" not in design.values() and len(set(design.values())) > 1
+              and len(set(scale.values())) > 1)
 tests = {name: stats.design_vs_scale(maps, design, scale, similarity=fn, questions=qids,
                                      n_permutations=n_permutations, seed=seed)
          for name, fn in {"top-IoU": partial(stats.top_iou, fraction=top_fraction),
-                          "Spearman": stats.rank_correlation}.items()}
-pd.concat({k: t.to_frame() for k, t in tests.items()})[
-    ["n_questions", "n_skipped", "observed", "ci_low", "ci_high", "p_value", "exact", "note"]]
+                          "Spearman": stats.rank_correlation}.items()} if comparable else {}
+if not comparable:
+    nothing_to_report(f"design versus scale needs zoo members of two designs and two scales; "
+                      f"this run has {', '.join(models)}")
+else:
+    display(pd.concat({k: t.to_frame() for k, t in tests.items()})[
+        ["n_questions", "n_skipped", "observed", "ci_low", "ci_high", "p_value", "exact", "note"]])
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-for ax, (name, t) in zip(axes, tests.items()):
-    sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
-    ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}", fontsize=8)
-    ax.tick_params(axis="x", labelrotation=15, labelsize=7)
-fig.tight_layout()
-fig.savefig(figures / "06_design_vs_scale.png", dpi=120)
-tests["top-IoU"].by_pair()
+if tests:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (name, t) in zip(axes, tests.items()):
+        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
+        ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=15, labelsize=7)
+    fig.tight_layout()
+    fig.savefig(figures / "06_design_vs_scale.png", dpi=120)
+    display(tests["top-IoU"].by_pair())
 
 # %% [markdown]
 # ## 4 · The paper's findings beside this zoo's
@@ -219,23 +238,25 @@ def verdict_focus(t):
     return "; ".join(parts)
 
 
-t = tests["top-IoU"]
-rel = t.by_relation().set_index("relation")["mean"].round(3).to_dict()
+t = tests.get("top-IoU")
+rel = t.by_relation().set_index("relation")["mean"].round(3).to_dict() if t else {}
 findings = pd.DataFrame([
     {"finding": "focus plausibility does not always go with correctness",
      "paper": "yes (qualitative and statistical; tests not named)",
-     "this zoo": verdict_focus(table)},
+     "this zoo": verdict_focus(table) if not nonsense else f"nothing to compare: {nonsense}"},
     {"finding": "vision design changes the focus more than LLM scale",
      "paper": "yes",
      "this zoo": f"top-IoU by relation {rel}; same design - same scale difference "
-                 f"{t.observed:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}], p = {t.p_value:.3g}"},
+                 f"{t.observed:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}], p = {t.p_value:.3g}"
+                 if t else "nothing to compare: one design or one scale only"},
 ])
 with pd.option_context("display.max_colwidth", None):
     display(findings)
 
 # %%
 table.to_parquet(figures / "06_focus_vs_correctness.parquet")
-t.pairs.to_parquet(figures / "06_pairs.parquet")
+if t:
+    t.pairs.to_parquet(figures / "06_pairs.parquet")
 summary = {"models": models, "n_scenes": n_scenes, "noise_seeds": noise_seeds,
            "seed_agreement_median": float(np.median(seed_agreement)) if seed_agreement else None,
            "answers": int(len(df)),
@@ -244,5 +265,5 @@ summary = {"models": models, "n_scenes": n_scenes, "noise_seeds": noise_seeds,
            "design_vs_scale": {k: {kk: (vv if not isinstance(vv, float) or np.isfinite(vv) else None)
                                    for kk, vv in v.summary().items() if not isinstance(vv, tuple)}
                                for k, v in tests.items()}}
-(figures / "06_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-summary["design_vs_scale"]["top-IoU"]
+summary = write_summary(figures / "06_summary.json", summary, nonsense)
+summary["design_vs_scale"].get("top-IoU")

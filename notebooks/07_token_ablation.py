@@ -54,7 +54,7 @@ seed = 0
 n_reference = 32  # scenes for the mean visual-token vector
 max_new_tokens = 48
 use_noise_filter = True  # the paper's protocol: only objects the model names and stops naming as noise
-runs_dir = ""  # resumable run store; "" = <figures_dir>/07_runs
+runs_dir = ""  # resumable run store; empty: <figures_dir>/07_runs
 figures_dir = "../figures"
 
 # %%
@@ -69,6 +69,7 @@ import vlmscope
 from vlmscope import ablation as A
 from vlmscope.datasets.synthetic import World, _mix
 from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -127,8 +128,15 @@ print(json.dumps(summary))
 if use_noise_filter:  # the paper's protocol: objects the model names, and stops naming under noise
     objects = df.drop_duplicates(["item", "object"])
     print(f"noise filter kept {int(objects.noise_filter_keep.sum())} of {len(objects)} objects")
-    df = df[df.noise_filter_keep]
+    if df.noise_filter_keep.any():
+        df = df[df.noise_filter_keep]
+    else:
+        nothing_to_report("the noise filter keeps no object (the model names none)",
+                          "Every object is kept instead.")
 table = A.loss_table(df, by=("rule", "rings", "task"))
+nonsense = None
+if not table.n_correct_before.any():  # every 'lost' share below is 0 of 0
+    nonsense = nothing_to_report("no object is identified right before ablation: nothing to lose")
 shaped = table.pivot_table(index=["rule", "rings"], columns="task", values="lost")
 shaped["tokens"] = table.groupby(["rule", "rings"]).n_tokens.first()
 shaped.style.format("{:.2f}")
@@ -203,7 +211,7 @@ out = {"model": model_id, "n_scenes": n_scenes, "mean_vector": mean.provenance()
        "high_norm_on_objects": high_norm_on_objects,
        "lost": {f"{r.rule},{r.rings},{r.task}": r.lost for r in table.itertuples()},
        "denominators": {f"{r.rule},{r.rings},{r.task}": r.n_correct_before for r in table.itertuples()}}
-(figures / "07_summary.json").write_text(json.dumps(out, indent=1))
+out = write_summary(figures / "07_summary.json", out, nonsense)
 out["lost"].get("object,1,vqa"), out["lost"].get("random,1,vqa")
 
 # %% [markdown]

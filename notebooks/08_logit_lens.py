@@ -35,7 +35,7 @@
 model_id = "organism"
 n_scenes = 20
 seed = 0
-runs_dir = ""  # resumable run store; "" = <figures_dir>/08_runs
+runs_dir = ""  # resumable run store; empty: <figures_dir>/08_runs
 figures_dir = "../figures"
 
 # %%
@@ -51,6 +51,7 @@ import vlmscope
 from vlmscope import plots
 from vlmscope.datasets.synthetic import World
 from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import nothing_to_report, write_summary
 from vlmscope.lens import image_lens
 from vlmscope.widgets import lens_explorer
 
@@ -140,9 +141,12 @@ side = pd.DataFrame([
     {"model": model_id, "best layer": f"{best_layer} of {L}", "object patches reading as the name": f"{best:.1%}"},
 ])
 per_layer.to_parquet(figures / "08_lens.parquet")
-(figures / "08_summary.json").write_text(json.dumps({
-    "model": model_id, "n_scenes": n_scenes, "best_layer": best_layer, "best_share": best,
-    "reads_as": dict(what.most_common(10))}, indent=1))
+nonsense = None if best > 0 else nothing_to_report(
+    "no object patch reads as its colour or shape word in any layer: no layer to point at",
+    "The 'best layer' above is only the first layer of a tie at zero.")
+write_summary(figures / "08_summary.json", {
+    "model": model_id, "n_scenes": n_scenes, "best_layer": best_layer if not nonsense else None,
+    "best_share": best, "reads_as": dict(what.most_common(10))}, nonsense)
 side
 
 # %% [markdown]

@@ -43,7 +43,7 @@
 model_id = "organism"
 n_scenes = 20
 seed = 0
-runs_dir = ""  # resumable run store; "" = <figures_dir>/09_runs
+runs_dir = ""  # resumable run store; empty: <figures_dir>/09_runs
 figures_dir = "../figures"
 
 # %%
@@ -58,6 +58,7 @@ import vlmscope
 from vlmscope import lastpos as LP
 from vlmscope.datasets.synthetic import World
 from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ summary, df = run_and_load("lastpos", vlm, model_id, n=n_scenes, seed=seed, out=
                            cfg=RunConfig(), progress=False)
 print(json.dumps(summary))
 table = LP.summary_table(df)
+nonsense = None if len(table) else nothing_to_report(
+    "no question is answered right without knockout: nothing for a knockout to lose")
 paper_table = table[table.window.isin(list(windows))]
 paper_table.pivot_table(index="condition", columns="window", values="relative_accuracy",
                         sort=False).round(2)
@@ -106,6 +109,9 @@ paper_table.pivot_table(index="condition", columns="window", values=["p_drop", "
 
 # %%
 sliding = table[~table.window.isin(list(windows))].copy()
+if sliding.empty:  # nothing answered right: draw the (empty) axes only
+    sliding = pd.DataFrame({"window": ["0-0"], "condition": ["none"], "relative_accuracy": [0.0],
+                            "p_drop": [0.0]}).iloc[:0]
 sliding["start"] = sliding.window.str.split("-").str[0].astype(int)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 sns.lineplot(data=sliding, x="start", y="relative_accuracy", hue="condition", marker="o", ax=axes[0])
@@ -142,13 +148,13 @@ side = pd.DataFrame([
      model_id: rel("other image, object only", "all")},
 ])
 table.to_parquet(figures / "09_lastpos.parquet")
-(figures / "09_summary.json").write_text(json.dumps({
+write_summary(figures / "09_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "n_layers": L,
     "windows": {k: list(v) for k, v in windows.items()},
     "relative_accuracy": {f"{r.condition},{r.window}": r.relative_accuracy for r in table.itertuples()},
     "p_drop": {f"{r.condition},{r.window}": r.p_drop for r in table.itertuples()},
     "p_drop_answer": {f"{r.condition},{r.window}": r.p_drop_answer for r in table.itertuples()}},
-    indent=1))
+    nonsense)
 side
 
 # %% [markdown]

@@ -260,3 +260,13 @@ def test_compression_curves_draws_every_variant():
     labels = [t.get_text().split()[0] for t in fig.axes[1].get_legend().get_texts()]
     assert sorted(labels) == sorted(C.VARIANTS)
     assert [round(y, 2) for y in fig.axes[0].lines[0].get_ydata()] == [0.5, 0.5]
+
+
+def test_followup_works_says_why_a_template_cannot_take_the_next_turn(tiny, ctx, standin):
+    """The organism's template continues the cached prompt with a next turn; LLaVA-1.5's
+    ("USER: <image>\\nq ASSISTANT:") does not, and notebook 04 leaves 'turn' out for it."""
+    assert C.followup_works(tiny, ctx, "turn") is None
+    llava = standin("standin-llava-1.5")
+    c = C.describe(llava, World().scene(seed=1).image, C.CompressionConfig(describe_tokens=4))
+    assert "not a prefix" in C.followup_works(llava, c, "turn")
+    assert C.followup_works(llava, c, "replace") is None

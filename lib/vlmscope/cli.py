@@ -4,7 +4,7 @@
     python -m vlmscope organism evaluate [--model NAME] [--n N] [--seed S]
     python -m vlmscope organism train --model organism-vit-m --out DIR
     python -m vlmscope organism train-zoo --out data/organism
-    python -m vlmscope notebooks run [--out figures] [--only 00] [-p key=value ...]
+    python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
     python -m vlmscope run fractions|maps|knockout|compression|heatmaps|ablation|lens|lastpos --model M --n N --seed S --out DIR
 """
@@ -149,9 +149,21 @@ def _notebooks(args) -> int:
             params[k] = json.loads(v)
         except json.JSONDecodeError:
             params[k] = v
-    done = run_notebooks(out=args.out, only=args.only, parameters=params)
-    for path in done:
-        print(path)
+    failed = []
+
+    def report(path, seconds, error):
+        if error is not None:
+            failed.append(path.name)
+            print(f"{path}\tFAILED after {seconds:.1f}s: {error.ename}: {error.evalue}", flush=True)
+        else:
+            print(f"{path}\t{seconds:.1f}s", flush=True)
+
+    run_notebooks(out=args.out, only=args.only, parameters=params, model_id=args.model,
+                  images=args.images, quick=args.quick, on_done=report, keep_going=True)
+    if failed:
+        print(f"vlmscope: error: {len(failed)} notebook(s) failed: {', '.join(failed)} (the "
+              "executed copies show the failing cell)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -209,6 +221,15 @@ def main(argv=None) -> int:
     nb.add_argument("--out", default="figures")
     nb.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 01")
     nb.add_argument("-p", "--param", action="append", help="key=value (JSON value) parameter")
+    nb.add_argument("--model", default=None,
+                    help="model for every notebook: a bundled organism, a local directory or a "
+                         "hub id (default: each notebook's own, the organism)")
+    nb.add_argument("--images", default=None,
+                    help="a folder of images with annotations.json, or a local COCO copy, instead "
+                         "of the synthetic world (layout: docs/images.md)")
+    nb.add_argument("--quick", action="store_true",
+                    help="small settings (a few images, short answers, short iGOS) for a fast "
+                         "end-to-end pass; -p values override them")
 
     args = parser.parse_args(argv)
     from .runs import StoreBusyError

@@ -314,6 +314,19 @@ def followup_tokens(vlm, ctx: Context, question: str, followup: str = "replace")
 
 
 # ------------------------------------------------------------------ answering
+def followup_works(vlm, ctx: Context, followup: str) -> str | None:
+    """None when ``followup`` can continue ``ctx``'s cached prompt, else why not.
+
+    "turn" needs a chat template whose multi-turn conversation starts with the
+    describe prompt's tokens (LLaVA-1.5's "USER: ... ASSISTANT:" does not).
+    """
+    try:
+        followup_tokens(vlm, ctx, "is there an object ?", followup)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 @dataclass
 class Answer:
     """A greedy answer from a (pruned) cache.

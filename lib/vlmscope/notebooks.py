@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Small settings for a quick end-to-end pass (``notebooks run --quick``, the notebook tests):
+# every notebook runs in seconds to minutes on a CPU with a tiny or stand-in model.
+QUICK = {
+    "00": {"n_eval": 4},
+    "01": {"n_images": 2, "max_new_tokens": 16},
+    "02": {"n_images": 2, "max_new_tokens": 24},
+    "03": {"n_images": 1, "max_new_tokens": 16},
+    "04": {"n_images": 2, "k_values": [0.05, 1.0]},
+    "05": {"n_questions": 2, "iterations": 2, "ig_iter": 3, "mask_size": 16},
+    "06": {"n_scenes": 2, "iterations": 1, "ig_iter": 2, "mask_size": 8, "n_permutations": 99,
+           "noise_seeds": 2},
+    "07": {"n_scenes": 2, "n_reference": 3, "max_new_tokens": 24, "use_noise_filter": True},
+    "08": {"n_scenes": 2},
+    "09": {"n_scenes": 2},
+}
+
 
 def notebook_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "notebooks"
@@ -21,21 +37,59 @@ def list_notebooks(only=None) -> list[Path]:
 
 
 def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = "python3",
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, model_id: str | None = None, images: str | None = None,
+                  quick: bool = False, on_done=None, keep_going: bool = False) -> list[Path]:
     """Run each notebook with ``figures_dir=out`` (plus ``parameters``); return executed copies.
 
     Executed notebooks land in ``out/executed/``; figures and their data in ``out/``.
+    ``model_id`` (a bundled organism, a local directory or a hub id) and
+    ``images`` (an image folder or a local COCO copy, see
+    ``vlmscope.datasets.folder``; None keeps the synthetic world) go to every
+    notebook; ``quick`` adds ``QUICK``'s small settings (``parameters`` win).
+    Each notebook's resumable run stores go to ``out/runs``. ``on_done(path,
+    seconds, error)`` is called after each notebook (``error`` None, or the
+    ``PapermillExecutionError`` when it failed). A failing notebook raises,
+    unless ``keep_going``: then the others still run and the failed ones are
+    left out of the returned list.
     """
+    import time
+
     import papermill as pm
 
+    if images:
+        from .datasets.folder import load_images
+
+        load_images(images, n=1)  # a bad folder fails here, in the user's terms, not in a kernel
+        images = str(Path(images).resolve())
     out = Path(out).resolve()
     (out / "executed").mkdir(parents=True, exist_ok=True)
     done = []
     for nb in list_notebooks(only):
         target = out / "executed" / nb.name
-        pm.execute_notebook(
-            str(nb), str(target), parameters={"figures_dir": str(out), **(parameters or {})},
-            cwd=str(nb.parent), kernel_name=kernel_name, progress_bar=progress,
-        )
-        done.append(target)
+        auto = dict(QUICK.get(nb.name[:2], {})) if quick else {}
+        if model_id is not None:
+            auto["model_id"] = str(model_id)
+        if images:
+            auto["images"] = images
+        if model_id is not None or images:
+            auto["runs_dir"] = str(out / "runs" / nb.name[:2])
+        declared = pm.inspect_notebook(str(nb))  # only what this notebook takes
+        if images and "images" not in declared:
+            print(f"{nb.name}: its questions need the synthetic world's known answers; it runs on "
+                  "synthetic scenes, not on the image folder", flush=True)
+        params = {"figures_dir": str(out), **{k: v for k, v in auto.items() if k in declared},
+                  **(parameters or {})}
+        start = time.time()
+        error = None
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent),
+                                kernel_name=kernel_name, progress_bar=progress)
+        except pm.PapermillExecutionError as e:
+            if not keep_going:
+                raise
+            error = e
+        if on_done is not None:
+            on_done(target, time.time() - start, error)
+        if error is None:
+            done.append(target)
     return done

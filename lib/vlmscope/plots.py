@@ -20,7 +20,7 @@ def _overlay_mask(ax, mask, color, alpha=0.45):
 
 
 def scenes(scenes, masks: bool = True, ncols: int = 4, titles=None):
-    """A grid of synthetic scenes, each object's mask outlined in a distinct colour."""
+    """A grid of scenes (synthetic or ``datasets.folder`` records), each object's mask in a colour."""
     n = len(scenes)
     rows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(rows, min(n, ncols) * (2 if masks else 1),
@@ -33,7 +33,8 @@ def scenes(scenes, masks: bool = True, ncols: int = 4, titles=None):
         r, c = divmod(i, ncols)
         ax = axes[r, c * (2 if masks else 1)]
         ax.imshow(sc.image)
-        ax.set_title(titles[i] if titles else f"seed {sc.seed % 10000}", fontsize=8)
+        label = f"seed {sc.seed % 10000}" if hasattr(sc, "seed") else getattr(sc, "file", str(i))
+        ax.set_title(titles[i] if titles else label, fontsize=8)
         if masks:
             m = axes[r, c * 2 + 1]
             m.imshow(np.ones((*sc.objects[0].mask.shape, 3)))
