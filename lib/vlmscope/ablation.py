@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .hooks import capture_lm_inputs, hooked
+from .words import answer_ids
 
 RULES = ("object", "random", "high-norm", "ig")
 
@@ -167,7 +168,7 @@ def ig_attribution(vlm, prepared, answer, steps: int = 8, baseline: torch.Tensor
     any small non-zero vector to unit scale but zero to zero, so the path
     jumps at its start and the attributions do not sum to f(x) - f(0).
     """
-    ids = vlm.answer_ids(answer)[:1].to(vlm.device)
+    ids = vlm.answer_ids(answer, prepared)[:1].to(vlm.device)
     x = image_embeddings(vlm, prepared) if embeddings is None else embeddings.float()
     img = prepared.groups.image.to(x.device)
     x0 = torch.zeros_like(x) if baseline is None else baseline.float().expand_as(x)
@@ -277,7 +278,8 @@ def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 
         norms = image_embedding_norms(vlm, p, emb)
         n_image = len(norms)
         n_high = int((norms > norms.mean() + 2 * norms.std()).sum())
-        attribution = (ig_attribution(vlm, p, first if first.numel() else "yes", baseline=mean.vector,
+        target = first if first.numel() else answer_ids(vlm.tokenizer, vlm.chat_text(question), "yes")
+        attribution = (ig_attribution(vlm, p, target, baseline=mean.vector,
                                       embeddings=emb) if "ig" in rules else None)
         for r in rings:
             obj_tokens = p.geometry.tokens_for_mask(mask, rings=r)

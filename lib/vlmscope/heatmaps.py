@@ -272,7 +272,7 @@ class Selection:
 def _answer_ids(vlm, prepared, answer) -> torch.Tensor:
     if answer is None:
         answer = vlm.generate(prepared)
-    ids = vlm.answer_ids(answer).cpu()
+    ids = vlm.answer_ids(answer, prepared).cpu()
     if ids.numel() == 0:
         raise ValueError("the answer has no tokens (the model generated nothing to explain)")
     return ids

@@ -277,19 +277,27 @@ class VLM:
         return out
 
     # -------------------------------------------------------------------- score
-    def answer_ids(self, answer) -> torch.Tensor:
-        """Token ids of an answer given as text, a ``Generation`` or ids."""
+    def answer_ids(self, answer, prepared: Prepared | None = None) -> torch.Tensor:
+        """Token ids of an answer given as text, a ``Generation`` or ids.
+
+        Text is tokenized as it follows ``prepared``'s prompt when given
+        (``words.answer_ids``: "ASSISTANT: red" gives ``▁red``), else alone.
+        """
         if isinstance(answer, Generation):
             return answer.token_ids
         if isinstance(answer, str):
             if not answer.strip():
                 raise ValueError("the answer to score is empty")
+            if prepared is not None:
+                from .words import answer_ids
+
+                return torch.tensor(answer_ids(self.tokenizer, self.chat_text(prepared.question), answer))
             return torch.tensor(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
         return torch.as_tensor(answer, dtype=torch.long).reshape(-1)
 
     def score(self, prepared: Prepared, answer, **model_kwargs) -> Score:
         """Teacher-forced per-token log-probabilities of ``answer`` (log_softmax in float32)."""
-        ids = self.answer_ids(answer).to(self.device)
+        ids = self.answer_ids(answer, prepared).to(self.device)
         if ids.numel() == 0:
             raise ValueError("the answer to score has no tokens")
         n = prepared.input_ids.shape[1]
