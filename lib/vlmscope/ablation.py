@@ -183,7 +183,7 @@ def ig_attribution(vlm, prepared, answer, steps: int = 8, baseline: torch.Tensor
             if emb is None or emb.shape[1] < n:
                 return None
             emb = emb.clone()
-            emb[0, img] = point.to(emb.dtype)
+            emb[0, img.to(emb.device)] = point.to(emb.device, emb.dtype)
             return args, {**kwargs, "inputs_embeds": emb}
 
         with hooked(vlm.adapter.language_model, swap, pre=True):

@@ -673,7 +673,8 @@ def attention_saliency(vlm, prepared, selection: Selection) -> np.ndarray:
     out = vlm.model(**obj.inputs, output_attentions=True)
     img = prepared.groups.image.to(vlm.device)
     rows = obj.rows
-    per_layer = [a[0][:, rows][:, :, img].float().mean((0, 1)) for a in out.attentions]
+    per_layer = [a[0][:, rows.to(a.device)][:, :, img.to(a.device)].float().mean((0, 1)).cpu()
+                 for a in out.attentions]
     values = torch.stack(per_layer).mean(0).cpu().numpy()
     painted = prepared.geometry.to_pixels(values)
     return np.nan_to_num(painted, nan=0.0)

@@ -84,7 +84,7 @@ def image_lens(vlm, prepared, k: int = 5, words=(), layers=None) -> LensResult:
     def grab(layer):
         def fn(module, args, kwargs, output):
             h = output[0] if isinstance(output, tuple) else output
-            logp = torch.log_softmax(adapter.lens(h[0, img]).float(), dim=-1)  # [n_image, V]
+            logp = torch.log_softmax(adapter.lens(h[0, img.to(h.device)]).float(), dim=-1)  # [n_image, V]
             v, i = logp.topk(k, dim=-1)
             tops[layer], top_lp[layer] = i.cpu().numpy(), v.cpu().numpy()
             wl[layer] = logp[:, word_ids].cpu().numpy() if word_ids else np.zeros((len(img), 0))
