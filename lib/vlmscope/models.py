@@ -562,10 +562,11 @@ def wrap(model, processor, name: str = "") -> VLM:
 
     The model is left where it is and put in eval mode; its family adapter is
     chosen from its config like ``load`` does (``UnsupportedArchitecture``
-    otherwise).
+    otherwise). Attention maps need it loaded with ``attn_implementation="eager"``.
     """
     from transformers import PreTrainedModel
 
+    check_transformers_version()
     if not isinstance(model, PreTrainedModel):
         raise TypeError(f"wrap expects a transformers PreTrainedModel, not {type(model).__name__}")
     if getattr(processor, "tokenizer", None) is None:
