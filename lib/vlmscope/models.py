@@ -393,14 +393,17 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 # The oldest transformers on which the whole suite passes (pyproject.toml declares it).
-TRANSFORMERS_FLOOR = "5.6.0"
+TRANSFORMERS_FLOOR = "5.23.0"
 
 
 def check_transformers_version(version: str | None = None) -> None:
     """``ModelLoadError`` for a transformers older than ``TRANSFORMERS_FLOOR``.
 
-    Older 5.x releases load the organism with a random vision tower (their
-    key renaming misses its checkpoint names) and say so only in a log.
+    5.0.0-5.5.4 load the organism with a random vision tower (their key
+    renaming misses its checkpoint names) and say so only in a log; up to
+    5.22 processors lack the ``images_kwargs`` defaults the Gemma 3 and
+    InternVL adapters are tested through, and 5.6's Idefics3 / SmolVLM image
+    processors need torchvision.
     """
     import re
 
@@ -413,7 +416,8 @@ def check_transformers_version(version: str | None = None) -> None:
     if parts(have) < parts(TRANSFORMERS_FLOOR):
         raise ModelLoadError(
             f"transformers {have} is older than {TRANSFORMERS_FLOOR}, the oldest release vlmscope is "
-            f"tested on (older 5.x releases load some checkpoints with random weights); "
+            f"tested on (5.0-5.5 load some checkpoints with random weights, later ones fail "
+            f"parts of the test suite); "
             f"upgrade with: pip install 'transformers>={TRANSFORMERS_FLOOR},<6'")
 
 
