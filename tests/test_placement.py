@@ -59,7 +59,7 @@ def results(vlm, scene):
     out["fractions"] = rec.recorder.fraction_tensor().numpy()
     out["maps"] = rec.recorder.image_maps().numpy()
     ko = knockout_sweep(vlm, scene.image, SweepConfig(configs=("img->gen",), starts=(0, 2), max_new_tokens=4))
-    out["knockout"] = ko["text"].tolist() if "text" in ko else ko.iloc[:, :3].astype(str).values.tolist()
+    out["knockout"] = ko[["config", "start", "text", "baseline"]].astype(str).values.tolist()
     lens = image_lens(vlm, p, k=2, words=[obj.color])
     out["lens"] = lens.word_logprobs
     out["lens_share"] = lens.share(p.geometry.tokens_for_mask(obj.mask), [obj.color])

@@ -539,9 +539,7 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
             source, config=config, dtype=dtype, attn_implementation=attn_implementation,
             use_safetensors=extra.pop("use_safetensors", True), output_loading_info=True,
             **common, **extra)
-    except ImportError as e:
-        raise ModelLoadError(f"could not load {name!r}: {e}") from None
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, ImportError) as e:  # ImportError: e.g. no accelerate
         raise ModelLoadError(f"could not load {name!r}: {e}") from None
     check_loading_info(info, name, net)
     if not placed:
