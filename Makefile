@@ -9,8 +9,12 @@ PY         := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 NB_ARGS    ?=
 PYTEST_ARGS ?=
+# The oldest transformers the suite passes on, read from pyproject.toml ("transformers>=X,<6"):
+# `make test-floor` runs the fast tests in a second environment pinned to exactly that release.
+FLOOR_VENV ?= .venv-floor
+TRANSFORMERS_FLOOR := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 
-.PHONY: setup figures test test-fast lab organism bench gpu-check clean-venv
+.PHONY: setup figures test test-fast test-floor lab organism bench gpu-check clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +33,18 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+$(FLOOR_VENV)/.installed: pyproject.toml
+	@test -n "$(TRANSFORMERS_FLOOR)" || { echo "no transformers>=X,<6 in pyproject.toml" >&2; exit 1; }
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[dev,coco]" "transformers==$(TRANSFORMERS_FLOOR)"
+	touch $@
+
+test-floor: $(FLOOR_VENV)/.installed
+	@$(FLOOR_VENV)/bin/python -c "import transformers as t; assert t.__version__ == '$(TRANSFORMERS_FLOOR)', t.__version__; print('transformers', t.__version__, '(the declared floor)')"
+	$(FLOOR_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 notebooks/
@@ -54,4 +70,4 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(FLOOR_VENV)

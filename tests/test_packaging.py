@@ -45,3 +45,17 @@ def test_layout():
         assert (ROOT / d).is_dir(), d
     for f in ("environment.yml", "README.md", "pyproject.toml", "Makefile", "docs/architecture.md"):
         assert (ROOT / f).is_file(), f
+
+
+def test_ci_runs_the_fast_tests_at_the_declared_floor():
+    import subprocess
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = next(re.match(r"transformers>=([\d.]+),<6$", d).group(1) for d in deps
+                 if d.startswith("transformers"))
+    assert "make test-floor" in (ROOT / ".ci" / "run").read_text()
+    plan = subprocess.run(["make", "-n", "-B", "test-floor"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    assert f'"transformers=={floor}"' in plan and "torch==2.13.0" in plan
+    assert '-m pytest -m "not slow"' in plan
+    assert f"transformers {floor}" in (ROOT / "README.md").read_text().replace("transformers\n", "transformers ")

@@ -6,11 +6,11 @@ geometry (``tokens``), per-architecture adapters, and the analyses.
 
 from .adapters import UnsupportedArchitecture, supported_families
 from .models import (VLM, Generation, ImageConversionWarning, ImageError, ModelLoadError,
-                     Prepared, Score, load, organisms, to_rgb)
+                     Prepared, Score, load, organisms, to_rgb, wrap)
 from .tokens import TokenGeometry, TokenGroups
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "VLM", "Prepared", "Generation", "Score", "TokenGroups", "TokenGeometry",
+__all__ = ["load", "wrap", "VLM", "Prepared", "Generation", "Score", "TokenGroups", "TokenGeometry",
            "ModelLoadError", "ImageError", "ImageConversionWarning", "UnsupportedArchitecture",
            "organisms", "supported_families", "to_rgb"]

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .hooks import capture_lm_inputs, hooked
+from .words import answer_ids
 
 RULES = ("object", "random", "high-norm", "ig")
 
@@ -185,7 +186,7 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
         raise ValueError(f"steps must be >= 1, not {steps}")
     alphas = (torch.linspace(0, 1, steps).tolist() if spec["points"] == "linspace"
               else [k / steps for k in range(1, steps + 1)])
-    ids = vlm.answer_ids(answer)[:1].to(vlm.device)
+    ids = vlm.answer_ids(answer, prepared)[:1].to(vlm.device)
     x = image_embeddings(vlm, prepared) if embeddings is None else embeddings.float()
     img = prepared.groups.image.to(x.device)
     x0 = torch.zeros_like(x) if baseline is None else baseline.float().expand_as(x)
@@ -200,7 +201,7 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
             if emb is None or emb.shape[1] < n:
                 return None
             emb = emb.clone()
-            emb[0, img] = point.to(emb.dtype)
+            emb[0, img.to(emb.device)] = point.to(emb.device, emb.dtype)
             return args, {**kwargs, "inputs_embeds": emb}
 
         with hooked(vlm.adapter.language_model, swap, pre=True):
@@ -315,7 +316,8 @@ def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 
         norms = image_embedding_norms(vlm, p, emb)
         n_image = len(norms)
         n_high = high_norm_count(norms, ddof=high_norm_ddof)
-        attribution = (ig_attribution(vlm, p, first if first.numel() else "yes", baseline=mean.vector,
+        target = first if first.numel() else answer_ids(vlm.tokenizer, vlm.chat_text(question), "yes")
+        attribution = (ig_attribution(vlm, p, target, baseline=mean.vector,
                                       embeddings=emb, rule=ig_rule) if "ig" in rules else None)
         for r in rings:
             obj_tokens = p.geometry.tokens_for_mask(mask, rings=r)

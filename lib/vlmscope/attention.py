@@ -204,7 +204,8 @@ class Recorder:
     def fraction_tensor(self) -> torch.Tensor:
         """``[layers, steps, heads, 4]``: image, query (BOS included), bos, generated."""
         layers = sorted(self._fractions)
-        return torch.stack([torch.cat(self._fractions[l], 1).transpose(0, 1) for l in layers]).cpu()
+        # each layer's record stays where that layer ran (a model spread over devices): to the CPU first
+        return torch.stack([torch.cat(self._fractions[l], 1).transpose(0, 1).cpu() for l in layers])
 
     def fractions(self, heads: str = "mean"):
         """Tidy DataFrame: layer, step, [head,] image, query, query_no_bos, bos, generated."""
@@ -228,10 +229,10 @@ class Recorder:
         if self.maps == "none":
             raise ValueError("this Recorder was made with maps='none'")
         axis = 0 if self.maps == "mean" else 1  # the rows (steps) axis of each chunk
-        per_layer = [torch.cat(self._maps[l], axis) for l in sorted(self._maps)]
+        per_layer = [torch.cat(self._maps[l], axis).cpu() for l in sorted(self._maps)]
         if axis == 1:
             per_layer = [m.transpose(0, 1) for m in per_layer]
-        return torch.stack(per_layer).cpu()
+        return torch.stack(per_layer)
 
 
 # --------------------------------------------------------- the attention function

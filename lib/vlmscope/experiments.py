@@ -223,6 +223,7 @@ def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
     Conditions: the released ones (``lastpos.CONDITIONS``) and ours beside (``lastpos.OURS``).
     """
     from .lastpos import CONDITIONS, OURS, lastpos_knockout, paper_windows, sliding_windows
+    from .words import answer_ids
 
     L = vlm.adapter.n_layers
     windows = {**paper_windows(L), **sliding_windows(L)}
@@ -230,7 +231,7 @@ def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
     for o in scene.objects:
         q = f"what color is the {o.shape} ?"
         p = vlm.prepare(scene.image, q)
-        answer = vlm.tokenizer(o.color, add_special_tokens=False)["input_ids"][0]
+        answer = answer_ids(vlm.tokenizer, vlm.chat_text(q), o.color)[0]  # predicted at the last position
         frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows, CONDITIONS + OURS)
                       .assign(object=o.name, question=f"{scene.seed}:{q}"))
     return pd.concat(frames, ignore_index=True)

@@ -282,7 +282,7 @@ class Selection:
 def _answer_ids(vlm, prepared, answer) -> torch.Tensor:
     if answer is None:
         answer = vlm.generate(prepared)
-    ids = vlm.answer_ids(answer).cpu()
+    ids = vlm.answer_ids(answer, prepared).cpu()
     if ids.numel() == 0:
         raise ValueError("the answer has no tokens (the model generated nothing to explain)")
     return ids
@@ -683,7 +683,8 @@ def attention_saliency(vlm, prepared, selection: Selection) -> np.ndarray:
     out = vlm.model(**obj.inputs, output_attentions=True)
     img = prepared.groups.image.to(vlm.device)
     rows = obj.rows
-    per_layer = [a[0][:, rows][:, :, img].float().mean((0, 1)) for a in out.attentions]
+    per_layer = [a[0][:, rows.to(a.device)][:, :, img.to(a.device)].float().mean((0, 1)).cpu()
+                 for a in out.attentions]
     values = torch.stack(per_layer).mean(0).cpu().numpy()
     painted = prepared.geometry.to_pixels(values)
     return np.nan_to_num(painted, nan=0.0)

@@ -17,12 +17,14 @@ which is gigabytes for a 7B model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .hooks import hooked
+from .words import lens_ids, vocabulary_ids
+from .words import word_ids as word_ids_of
 
 
 @dataclass
@@ -35,6 +37,7 @@ class LensResult:
     word_ids: tuple[int, ...]
     word_logprobs: np.ndarray  # [layers, n_image, len(words)]
     vocabulary: list[str]  # id -> token text
+    tokenizer: object = field(default=None, repr=False, compare=False)  # set by image_lens
 
     @property
     def n_layers(self) -> int:
@@ -45,11 +48,21 @@ class LensResult:
         return [self.vocabulary[i] for i in self.top_ids[layer, :, 0]]
 
     def share(self, tokens, words) -> np.ndarray:
-        """``[layers]``: share of the image positions ``tokens`` whose top-1 is one of ``words``."""
+        """``[layers]``: share of the image positions ``tokens`` whose top-1 is one of ``words``.
+
+        A word counts in its running-text form and capitalised (``▁red``,
+        ``▁Red``; ``words.lens_ids``), found through the tokenizer, or through
+        the vocabulary's space mark when the result has no tokenizer. A word
+        that is no single token raises ``ValueError``.
+        """
         tokens = np.asarray(tokens, dtype=np.int64)
+        if isinstance(words, str):
+            words = [words]
+        ids = set()
+        for w in words:
+            ids |= lens_ids(self.tokenizer, w) if self.tokenizer is not None else vocabulary_ids(self.vocabulary, w)
         if tokens.size == 0:
             return np.full(self.n_layers, np.nan)
-        ids = {self.vocabulary.index(w) for w in words if w in self.vocabulary}
         top1 = self.top_ids[:, tokens, 0]
         return np.isin(top1, list(ids)).mean(axis=1)
 
@@ -61,19 +74,17 @@ def image_lens(vlm, prepared, k: int = 5, words=(), layers=None) -> LensResult:
     layer_ids = list(range(adapter.n_layers)) if layers is None else [adapter.layer_index(l) for l in layers]
     tok = vlm.tokenizer
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
-    word_ids = []
+    word_ids = []  # each word's running-text token: what a position predicts for it
     for w in words:
-        ids = tok(w, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"{w!r} is {len(ids)} tokens in this vocabulary; name single-token words")
-        word_ids.append(ids[0])
+        lens_ids(tok, w)  # a word of several pieces is an error naming them
+        word_ids.append(word_ids_of(tok, w).first)
     img = prepared.groups.image.to(vlm.device)
     tops, top_lp, wl = {}, {}, {}
 
     def grab(layer):
         def fn(module, args, kwargs, output):
             h = output[0] if isinstance(output, tuple) else output
-            logp = torch.log_softmax(adapter.lens(h[0, img]).float(), dim=-1)  # [n_image, V]
+            logp = torch.log_softmax(adapter.lens(h[0, img.to(h.device)]).float(), dim=-1)  # [n_image, V]
             v, i = logp.topk(k, dim=-1)
             tops[layer], top_lp[layer] = i.cpu().numpy(), v.cpu().numpy()
             wl[layer] = logp[:, word_ids].cpu().numpy() if word_ids else np.zeros((len(img), 0))
@@ -86,4 +97,5 @@ def image_lens(vlm, prepared, k: int = 5, words=(), layers=None) -> LensResult:
             stack.enter_context(hooked(adapter.layers[layer], grab(layer)))
         vlm.model(**prepared.inputs)
     return LensResult(np.stack([tops[l] for l in layer_ids]), np.stack([top_lp[l] for l in layer_ids]),
-                      tuple(words), tuple(word_ids), np.stack([wl[l] for l in layer_ids]), vocab)
+                      tuple(words), tuple(word_ids), np.stack([wl[l] for l in layer_ids]), vocab,
+                      tokenizer=tok)

@@ -203,12 +203,22 @@ class VLM:
         return self.processor.tokenizer
 
     @property
+    def input_device(self) -> torch.device:
+        """Where inputs go: the device of the input embedding (the first layer of a model spread
+        over several devices; accelerate's hooks move activations on from there)."""
+        emb = self.model.get_input_embeddings()
+        return emb.weight.device if emb is not None else next(self.model.parameters()).device
+
+    @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Same as ``input_device``: where inputs and index tensors for the inputs go."""
+        return self.input_device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """The floating-point dtype of the weights (a quantised model's compute dtype side)."""
+        dt = getattr(self.model, "dtype", None)
+        return dt if isinstance(dt, torch.dtype) else next(self.model.parameters()).dtype
 
     # ------------------------------------------------------------------ prepare
     def chat_text(self, question: str) -> str:
@@ -321,19 +331,27 @@ class VLM:
         return out
 
     # -------------------------------------------------------------------- score
-    def answer_ids(self, answer) -> torch.Tensor:
-        """Token ids of an answer given as text, a ``Generation`` or ids."""
+    def answer_ids(self, answer, prepared: Prepared | None = None) -> torch.Tensor:
+        """Token ids of an answer given as text, a ``Generation`` or ids.
+
+        Text is tokenized as it follows ``prepared``'s prompt when given
+        (``words.answer_ids``: "ASSISTANT: red" gives ``▁red``), else alone.
+        """
         if isinstance(answer, Generation):
             return answer.token_ids
         if isinstance(answer, str):
             if not answer.strip():
                 raise ValueError("the answer to score is empty")
+            if prepared is not None:
+                from .words import answer_ids
+
+                return torch.tensor(answer_ids(self.tokenizer, self.chat_text(prepared.question), answer))
             return torch.tensor(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
         return torch.as_tensor(answer, dtype=torch.long).reshape(-1)
 
     def score(self, prepared: Prepared, answer, **model_kwargs) -> Score:
         """Teacher-forced per-token log-probabilities of ``answer`` (log_softmax in float32)."""
-        ids = self.answer_ids(answer).to(self.device)
+        ids = self.answer_ids(answer, prepared).to(self.device)
         if ids.numel() == 0:
             raise ValueError("the answer to score has no tokens")
         if ids.is_floating_point() or ids.min() < 0 or ids.max() >= self.vocab_size:
@@ -422,8 +440,89 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def load(model: str | os.PathLike, *, device=None, dtype=None, attn_implementation: str = "eager",
-         trust_remote_code: bool = False, revision: str | None = None, **kwargs) -> VLM:
+# The oldest transformers on which the whole suite passes (pyproject.toml declares it).
+TRANSFORMERS_FLOOR = "5.23.0"
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """``ModelLoadError`` for a transformers older than ``TRANSFORMERS_FLOOR``.
+
+    5.0.0-5.5.4 load the organism with a random vision tower (their key
+    renaming misses its checkpoint names) and say so only in a log; up to
+    5.22 processors lack the ``images_kwargs`` defaults the Gemma 3 and
+    InternVL adapters are tested through, and 5.6's Idefics3 / SmolVLM image
+    processors need torchvision.
+    """
+    import re
+
+    import transformers
+
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
+
+    have = version or transformers.__version__
+    if parts(have) < parts(TRANSFORMERS_FLOOR):
+        raise ModelLoadError(
+            f"transformers {have} is older than {TRANSFORMERS_FLOOR}, the oldest release vlmscope is "
+            f"tested on (5.0-5.5 load some checkpoints with random weights, later ones fail "
+            f"parts of the test suite); "
+            f"upgrade with: pip install 'transformers>={TRANSFORMERS_FLOOR},<6'")
+
+
+def _expected_absent(model) -> set[str]:
+    """Keys transformers itself expects to be absent: tied weights and non-persistent buffers."""
+    keys = set(getattr(model, "all_tied_weights_keys", None) or {})
+    for mod_name, module in model.named_modules():
+        for b in getattr(module, "_non_persistent_buffers_set", ()):
+            keys.add(f"{mod_name}.{b}" if mod_name else b)
+    return keys
+
+
+def check_loading_info(info: dict, name: str, model=None) -> None:
+    """``ModelLoadError`` naming every missing, unexpected or mismatched weight in ``info``.
+
+    ``info`` is what ``from_pretrained(..., output_loading_info=True)`` returns;
+    transformers has already removed the keys its model class declares
+    optional. Tied weights and non-persistent buffers are not counted either.
+    """
+    absent_ok = _expected_absent(model) if model is not None else set()
+    missing = sorted(set(info.get("missing_keys") or ()) - absent_ok)
+    unexpected = sorted(set(info.get("unexpected_keys") or ()))
+    mismatched = sorted(info.get("mismatched_keys") or (), key=str)
+    errors = [str(e) for e in info.get("error_msgs") or ()]
+    if not (missing or unexpected or mismatched or errors):
+        return
+
+    def some(keys, n=8):
+        shown = ", ".join(str(k) for k in keys[:n])
+        return shown + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing from the checkpoint (they would be random): {some(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} in the checkpoint that the model does not use: {some(unexpected)}")
+    if mismatched:
+        shown = [f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" if isinstance(k, str) else str(k)
+                 for k, a, b in (m if len(m) == 3 else (m, (), ()) for m in mismatched)]
+        parts.append(f"{len(mismatched)} with another shape: {some(shown)}")
+    if errors:
+        parts.append("errors: " + "; ".join(errors[:3]))
+    raise ModelLoadError(
+        f"{name!r} did not load cleanly; " + "; ".join(parts) + ". The checkpoint does not match "
+        f"this transformers release ({_transformers_version()}) or is damaged; analysing it would "
+        "analyse random weights")
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def load(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
+         attn_implementation: str = "eager", trust_remote_code: bool = False,
+         revision: str | None = None, quantization_config=None, **kwargs) -> VLM:
     """Load a VLM by hub id, local directory, or bundled organism name.
 
     Parameters
@@ -431,13 +530,24 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, attn_implementati
     model : ``"organism"`` / ``"organism-vit-m"`` ..., a local directory saved
         with ``save_pretrained``, or a Hugging Face hub id.
     device, dtype : default to CUDA with bf16 (fp16 where bf16 is missing),
-        else CPU with float32.
+        else CPU with float32. ``dtype="auto"`` keeps the checkpoint's.
+    device_map : passed to ``from_pretrained`` (``"auto"`` spreads a large
+        model over the GPUs, then the CPU; needs ``accelerate``); the model is
+        then left where it was placed, never moved. Not with ``device``.
+    revision, quantization_config, other keyword arguments : passed through
+        to ``from_pretrained`` (a quantised model is not moved either).
     attn_implementation : "eager" (default) so attention weights exist.
     trust_remote_code : off unless you ask; remote code runs arbitrary Python.
+
+    Every weight the model expects must come from the checkpoint: missing,
+    unexpected or mismatched keys raise ``ModelLoadError`` naming them.
     """
     from safetensors import SafetensorError  # a damaged weights file (e.g. truncated)
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    check_transformers_version()
+    if device is not None and device_map is not None:
+        raise ValueError("pass device or device_map, not both (device_map places the model itself)")
     name = str(model)
     bundled = organisms()
     if name in bundled:
@@ -461,19 +571,63 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, attn_implementati
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not read a model config from {name!r}: {e}") from None
     adapter_cls = adapter_class_for(config)  # raises UnsupportedArchitecture
+    placed = device_map is not None or quantization_config is not None
     device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or default_dtype(device)
+    dtype = dtype or default_dtype(device if device_map is None else _map_device(device_map))
+    extra = dict(kwargs)
+    # mismatched shapes are collected in the loading info (and raised below with every other
+    # problem) instead of transformers' error that only points at a log
+    extra.setdefault("ignore_mismatched_sizes", True)
+    if device_map is not None:
+        extra["device_map"] = device_map
+    if quantization_config is not None:
+        extra["quantization_config"] = quantization_config
     try:
         processor = adapter_cls.load_processor(source, **common)
-        net = AutoModelForImageTextToText.from_pretrained(
+        net, info = AutoModelForImageTextToText.from_pretrained(
             source, config=config, dtype=dtype, attn_implementation=attn_implementation,
-            use_safetensors=kwargs.pop("use_safetensors", True), **common, **kwargs)
-    except (OSError, ValueError, SafetensorError) as e:
+            use_safetensors=extra.pop("use_safetensors", True), output_loading_info=True,
+            **common, **extra)
+    except (OSError, ValueError, RuntimeError, ImportError, SafetensorError) as e:  # ImportError: e.g. no accelerate
         raise ModelLoadError(f"could not load {name!r}: {e}") from None
-    net.to(device).eval()
+    check_loading_info(info, name, net)
+    if not placed:
+        net.to(device)
+    net.eval()
     return VLM(net, processor, adapter_cls(net, processor), name=name)
 
 
-__all__ = ["load", "VLM", "Prepared", "Generation", "Score", "ModelLoadError", "ImageError",
+def _map_device(device_map) -> torch.device:
+    """The device a ``device_map`` puts most of the model on, for the default dtype."""
+    if isinstance(device_map, dict):
+        devs = [torch.device(f"cuda:{d}" if isinstance(d, int) else d) for d in device_map.values()
+                if str(d) not in ("disk", "meta")]
+        return torch.device("cuda") if any(d.type == "cuda" for d in devs) else torch.device("cpu")
+    if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return torch.device(device_map)
+    return default_device()
+
+
+def wrap(model, processor, name: str = "") -> VLM:
+    """A ``VLM`` around a model and processor you loaded yourself (any device map or quantisation).
+
+    The model is left where it is and put in eval mode; its family adapter is
+    chosen from its config like ``load`` does (``UnsupportedArchitecture``
+    otherwise). Attention maps need it loaded with ``attn_implementation="eager"``.
+    """
+    from transformers import PreTrainedModel
+
+    check_transformers_version()
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"wrap expects a transformers PreTrainedModel, not {type(model).__name__}")
+    if getattr(processor, "tokenizer", None) is None:
+        raise TypeError(f"wrap expects the model's processor (with a tokenizer), not {type(processor).__name__}")
+    adapter_cls = adapter_class_for(model.config)
+    model.eval()
+    return VLM(model, processor, adapter_cls(model, processor),
+               name=name or getattr(model.config, "_name_or_path", "") or type(model).__name__)
+
+
+__all__ = ["load", "wrap", "VLM", "Prepared", "Generation", "Score", "ModelLoadError", "ImageError",
            "PromptTooLongError",
            "ImageConversionWarning", "UnsupportedArchitecture", "organisms", "to_rgb"]

@@ -70,7 +70,9 @@ class Adapter:
         Feed it a decoder layer's OUTPUT (the residual stream), never the model's
         last ``hidden_states`` entry, which Hugging Face returns already normed.
         """
-        logits = self.unembedding(self.final_norm(hidden))
+        # a layer of a model spread over devices may live elsewhere than the final norm
+        norm_device = next(iter(self.final_norm.parameters()), hidden).device
+        logits = self.unembedding(self.final_norm(hidden.to(norm_device)))
         cap = getattr(getattr(self.model.config, "text_config", self.model.config),
                       "final_logit_softcapping", None)
         if cap:

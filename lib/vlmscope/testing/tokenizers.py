@@ -64,6 +64,7 @@ def _corpus() -> tuple[str, ...]:
                 f"{c.capitalize()} {s}s and {_plural(s)} are shapes.",
                 f"There are {NUMBERS[(i + j) % 5]} {c} {_plural(s)} in the image.",
                 f"{s.capitalize()}: {c}. {c.capitalize()}, {s}.",
+                f"A {c.capitalize()} {s.capitalize()} and The {c.capitalize()} {_plural(s).capitalize()}",
             ]
     lines += [f"how many objects are there ? {n}" for n in NUMBERS]
     lines += ["describe the image .", "Describe this image in detail.", "colour, color, colors"]
