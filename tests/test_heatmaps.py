@@ -721,6 +721,7 @@ def test_reference_preset_matches_the_independent_reference():
         ref = R.igos(vlm, q["prepared"], q["answer_ids"], q["positions"], **settings)
         assert ref.min() < 1
         rhos.append(H.rank_agreement(ours, ref))
+    print("rho (reference preset vs independent reference, noise 0):", rhos)
     assert min(rhos) >= 0.99, rhos
     one = R.igos(vlm, questions[0]["prepared"], questions[0]["answer_ids"],
                  questions[0]["positions"], method="igos++", **settings)
@@ -728,4 +729,5 @@ def test_reference_preset_matches_the_independent_reference():
                           config=cfg)
     ours = H.igos(vlm, questions[0]["prepared"], None,
                   dataclasses.replace(cfg, method="igos++"), selection=sel).mask
+    print("rho, igos++:", H.rank_agreement(ours, one))
     assert H.rank_agreement(ours, one) >= 0.99

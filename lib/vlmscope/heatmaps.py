@@ -5,25 +5,35 @@ optimised in the ORIGINAL image's pixel space. Each model sees it through its
 adapter's differentiable preprocessing (``Adapter.pixel_inputs``), so one
 mask explains every architecture on the same picture.
 
+Two sets of definitions: ``HeatmapConfig.preset("reference")`` follows the
+released code (bytedance/LVLM_Interpretation; checked against the
+independent ``benchmarks/igos_reference.py``), ``HeatmapConfig()`` (the
+preset "vlmscope") this library's choices; each difference is a field,
+listed with its measured effect in docs/fidelity.md.
+
 The pieces, each usable alone:
 
-- ``make_baseline``: the blurred (the reference's kernel rule), black or noise image;
+- ``make_baseline``: the blurred (the reference's kernel rule; float, or 8-bit
+  and rounded as the released code), black or noise image;
 - ``select_tokens``: the visually relevant answer positions,
   log p(y_t | image) - log p(y_t | baseline) > 1, stop tokens derived from the
-  tokenizer in use, first position dropped, the single-token rule; a sample
-  with none is reported as skipped with the reason;
+  tokenizer in use, first position dropped or not (``drop_first``), the
+  single-token rule; a sample with none is reported as skipped with the reason;
 - ``Objective``: teacher-forced sum of the selected tokens' log-probabilities
   as a function of a batch of images (log_softmax in float32, logits only at
   the selected rows);
 - ``igos``: the optimisation (integrated-gradient deletion and insertion
-  terms, L1 + bilateral TV + decaying L2, Nesterov steps). The path images
-  run in batches of at most ``batch`` with a backward per batch, so at most
-  ``batch`` path graphs are alive at once (the reference keeps all of them).
-  Each path image draws its noise from its own seed, so the mask does not
-  depend on ``batch``; a batch that runs out of memory is split and rerun;
-- ``faithfulness``: deletion and insertion curves and scores (20 cells a step);
+  terms, L1 + bilateral TV + decaying L2, Nesterov steps or an Armijo line
+  search). The path images run in batches of at most ``batch`` with a
+  backward per batch, so at most ``batch`` path graphs are alive at once (the
+  reference keeps all of them). The noise comes from a seed per path image
+  or from one generator drawn in path order, so the mask does not depend on
+  ``batch`` either way; a batch that runs out of memory is split and rerun;
+- ``faithfulness``: deletion and insertion curves and scores (ours or the
+  released definition; ties by a stated rule, ``cell_order``);
 - ``gradient_saliency`` and ``attention_saliency``: simple baselines;
-- ``plausibility``: pointing game and mass in a ground-truth mask.
+- ``plausibility``: pointing game and mass in a ground-truth mask;
+- ``compare_configs``: heatmaps of one question under several configs, side by side.
 
 Conventions: images are ``[3, H, W]`` float tensors in 0..1
 (``vlmscope.pixels.image_tensor``); maps returned to users are importance maps
