@@ -38,14 +38,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import igos_reference as R  # noqa: E402
 
-SWITCHES = {  # name -> fields changed from the preset "reference"
+SWITCHES = {  # name -> fields changed from the preset "reference" (the line search: part 3;
+    # batch: no effect on the mask, tested; drop_first: the positions are fixed here)
     "bilateral TV: ours": dict(btv="ours"),
     "blur: float": dict(blur_uint8=False),
     "noise: per-image seeds": dict(noise_seeds="per-image"),
     "attention: SDPA": dict(attn_implementation="sdpa"),
-    "batch 1 (vs 8)": dict(batch=1),
-    "token rule: drop position 0": dict(drop_first=True),
-    "line search: Armijo": dict(step="armijo"),
     "all of vlmscope's": "vlmscope",
 }
 
@@ -61,7 +59,10 @@ def _summary(values) -> dict:
 
 
 def run(per_kind: int = 3, seed: int = 0, seeds=(0, 1, 2), tie_orders: int = 8,
-        threads: int | None = None, parts=("agreement", "switches", "line_search", "ties")) -> dict:
+        threads: int | None = None, parts=("agreement", "switches", "line_search", "ties"),
+        partial=None) -> dict:
+    """Every measure of ``parts``; ``partial(dict)`` is called with the rows so far after each
+    question (a long run on a busy machine leaves what it finished)."""
     import vlmscope
     from vlmscope import heatmaps as H
 
@@ -97,33 +98,44 @@ def run(per_kind: int = 3, seed: int = 0, seeds=(0, 1, 2), tie_orders: int = 8,
             df = H.compare_configs(vlm, q["prepared"], sel, configs, target=q["target"])
             for name in per:
                 per[name].append({"question": q["question"], **df.loc[name].to_dict()})
+            if partial:
+                partial({"switches_rows": per})
         out["switches"] = {name: {"rows": rows, **{m: _summary([r[m] for r in rows]) for m in
                                                    ("rho", "mass", "deletion", "insertion")},
                                   "pointing": float(np.mean([r["pointing"] for r in rows]))}
                            for name, rows in per.items()}
     if "line_search" in parts:
-        res = {}
-        for step in ("nesterov", "armijo"):
-            masks, rows = [], []
-            for q in qs:
-                sel = _selection(H, vlm, q, ref_cfg)
+        steps = ("nesterov", "armijo")
+        rows = {st: [] for st in steps}
+        masks = {st: [] for st in steps}
+        for q in qs:  # question by question, both updates, so a partial run compares like with like
+            sel = _selection(H, vlm, q, ref_cfg)
+            for step in steps:
                 per_seed = []
                 for s in seeds:
                     cfg = H.HeatmapConfig.preset("reference", step=step, seed=s)
                     hm = H.igos(vlm, q["prepared"], None, cfg, selection=sel)
                     f = H.faithfulness(vlm, q["prepared"], sel, hm.mask, config=ref_cfg)
                     p = H.plausibility(hm.importance(), q["target"])
-                    rows.append({"question": q["question"], "seed": s, "mass": p["mass"],
-                                 "pointing": p["pointing"], "deletion": f.deletion,
-                                 "insertion": f.insertion,
-                                 "trials": sum(t.get("trials", 1) for t in hm.trace)})
+                    rows[step].append({"question": q["question"], "seed": s, "mass": p["mass"],
+                                       "pointing": p["pointing"], "deletion": f.deletion,
+                                       "insertion": f.insertion,
+                                       "trials": sum(t.get("trials", 1) for t in hm.trace)})
                     per_seed.append(hm.mask)
-                masks.append(per_seed)
-            rho = [H.rank_agreement(a[i], a[j]) for a in masks for i in range(len(a))
+                masks[step].append(per_seed)
+            if partial:
+                partial({"line_search_rows": rows})
+        res = {}
+        for step in steps:
+            rho = [H.rank_agreement(a[i], a[j]) for a in masks[step] for i in range(len(a))
                    for j in range(i + 1, len(a))]
-            res[step] = {"rows": rows, "seed_to_seed_rho": _summary(rho),
-                         **{m: _summary([r[m] for r in rows]) for m in ("mass", "deletion", "insertion")},
-                         "pointing": float(np.mean([r["pointing"] for r in rows]))}
+            res[step] = {"rows": rows[step], "seed_to_seed_rho": _summary(rho),
+                         **{m: _summary([r[m] for r in rows[step]])
+                            for m in ("mass", "deletion", "insertion")},
+                         "pointing": float(np.mean([r["pointing"] for r in rows[step]]))}
+        res["armijo_vs_nesterov_rho_same_seed"] = _summary(
+            [H.rank_agreement(a, b) for qa, qb in zip(masks["nesterov"], masks["armijo"])
+             for a, b in zip(qa, qb)])
         out["line_search"] = res
     if "ties" in parts:
         rows = []
@@ -144,6 +156,8 @@ def run(per_kind: int = 3, seed: int = 0, seeds=(0, 1, 2), tie_orders: int = 8,
                                       "insertion_range": max(i) - min(i)}
             rows.append({"question": q["question"], "tied_share": float(counts.max() / m.size),
                          **scores})
+            if partial:
+                partial({"ties_rows": rows})
         out["ties"] = {"rows": rows, "tie_orders": tie_orders,
                        **{f"{d}_{k}_range": _summary([r[d][f"{k}_range"] for r in rows])
                           for d in ("released", "ours") for k in ("deletion", "insertion")},
@@ -162,12 +176,18 @@ def main(argv=None):
     ap.add_argument("--parts", nargs="+", default=["agreement", "switches", "line_search", "ties"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    res = run(args.per_kind, args.seed, tuple(args.seeds), args.tie_orders, args.threads, tuple(args.parts))
+    def partial(d):
+        if args.out:
+            Path(args.out + ".partial").write_text(json.dumps(d, indent=1, default=float))
+
+    res = run(args.per_kind, args.seed, tuple(args.seeds), args.tie_orders, args.threads,
+              tuple(args.parts), partial)
     brief = {k: ({kk: vv for kk, vv in v.items() if kk != "rows"} if isinstance(v, dict) else v)
              for k, v in res.items() if k != "questions"}
     for k in ("switches", "line_search"):
         if k in brief:
-            brief[k] = {n: {kk: vv for kk, vv in v.items() if kk != "rows"} for n, v in res[k].items()}
+            brief[k] = {n: ({kk: vv for kk, vv in v.items() if kk != "rows"} if "rows" in v else v)
+                        for n, v in res[k].items()}
     print(json.dumps(brief, indent=1, default=float))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1, default=float))
