@@ -223,7 +223,7 @@ ties.pivot(index="tie order", columns="definition", values=["deletion", "inserti
 # bilateral TV, and the whole `"vlmscope"` preset. `rho` is the Spearman
 # correlation of the mask with the reference preset's; mass and pointing are
 # on the asked object; deletion and insertion use the reference metric for
-# all. Over nine organism questions the same comparison is in
+# all. On three organism questions (one per kind) the same comparison is in
 # [docs/fidelity.md](../docs/fidelity.md#heatmaps-where-do-lvlms-look)
 # (`benchmarks/heatmap_fidelity.py`).
 
