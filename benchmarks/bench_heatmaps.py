@@ -1,22 +1,22 @@
-"""Benchmark of iGOS+ heatmaps (``vlmscope.heatmaps.igos``) against the reference's way, side by side.
+"""Benchmark of iGOS+ heatmaps (``vlmscope.heatmaps.igos``) against an independent reference.
 
-The reference (bytedance LVLM_Interpretation, docs: /work/shared/REFERENCES.md
-A1) runs, per iteration, all N deletion path points one forward each (batch
-1) keeping the N graphs alive, one backward, then the same for insertion; the
-model's weights keep ``requires_grad=True`` as Hugging Face loads them (so
-every backward also computes weight gradients), and it takes the logits of
-the whole sequence, a log_softmax over all of them, then picks the selected
-rows. ``reference_igos`` below does exactly that, with the SAME maths as
-``heatmaps.igos`` (same blend, ``heatmaps.regulariser``, Nesterov update,
-noise formula and per-path-image noise seeds ``heatmaps.noise_seed``) and the
-SAME attention kernels (``HeatmapConfig.attn_implementation``, SDPA by
-default), so the comparison measures the algorithm, not the kernels. Ours
-runs the 2N path images ``batch`` at a time in balanced batches with a
-backward per batch, frozen weights, logits only at the selected rows.
+The reference is ``igos_reference.igos`` (this folder): the released code's
+algorithm (bytedance LVLM_Interpretation, docs: /work/shared/REFERENCES.md A1,
+docs/fidelity.md) written from its description, sharing no function with
+``vlmscope.heatmaps``: on the processor's normalised tensors, per iteration
+all N deletion path points one forward each (batch 1) with the N graphs kept
+alive, one backward, then the same for insertion; logits of the whole
+sequence, a float32 log_softmax over all of them, then the selected rows;
+weights frozen (as the released ``main.py`` does); attention kernels as the
+model was loaded. Ours runs ``HeatmapConfig.preset("reference")`` (the same
+definitions), its 2N path images ``batch`` at a time in balanced batches
+with a backward per batch, logits only at the selected rows. Both draw their
+noise from one generator seeded alike, image after image in path order, so
+the masks are comparable with the default noise too.
 
 Measured in one run, on a few synthetic-world questions the model answers
-right (``--questions``), at the README settings (the ``HeatmapConfig``
-defaults: size 32, 5 iterations, ig_iter 10, ...):
+right (``--questions``), at the README settings (size 32, 5 iterations,
+ig_iter 10, ...):
 
 - seconds per heatmap, every variant (ours at each ``--batches`` value, the
   default batch included, and the reference) interleaved (A B ... B A) after
@@ -34,15 +34,15 @@ defaults: size 32, 5 iterations, ig_iter 10, ...):
   subprocess per variant (includes the allocator's caching). Target: ours at
   most half the reference.
 - mask agreement: Spearman rank correlation of ours' and the reference's
-  32x32 masks for the same question, with ``noise=0`` and with the default
-  noise (identical draws: each path image has its own seed). Target: >= 0.99.
+  32x32 masks for the same question, with ``noise=0`` (the target, >= 0.99)
+  and with the default noise.
 
 With ``--llava7b-config`` and a CUDA device, one heatmap (ours, then the
 reference if it fits in memory) of a random-weight LLaVA-1.5-7B-shaped model,
 and the FLOP lower bound for the given ``--peak-tflops``. That path has not
 run on the machine where this script was written (no GPU).
 
-    .venv/bin/python benchmarks/bench_heatmaps.py --model organism --out bench-heatmaps.json
+    .venv/bin/python benchmarks/bench_heatmaps.py --model organism --threads 2 --out bench-heatmaps.json
 
 Timings are not tests: tests/test_benchmarks.py only checks that this script
 runs end to end.
@@ -79,85 +79,19 @@ BATCHES = (2, 4, 6, 8, 10, 20)
 REFERENCE = "reference"
 
 
-# ------------------------------------------------------------ the reference's way
-def _reference_score(vlm, obj, inputs: dict, image: torch.Tensor, noise: float,
-                     seed: int) -> torch.Tensor:
-    """S(image) for ONE image: full logits over the sequence, log_softmax, pick the selected rows.
-
-    ``inputs``: the prompt with the WHOLE answer teacher-forced (ours leaves out
-    the tokens after the last scored one)."""
-    from vlmscope.heatmaps import _batched
-    from vlmscope.models import at_least_float32
-
-    pix = vlm.adapter.pixel_inputs(image, inputs)
-    if noise:  # the formula of Objective.logprobs, one draw per floating entry in dict order
-        gen = torch.Generator(device=image.device).manual_seed(seed)
-        pix = {k: (v + noise * torch.randn(v.shape, generator=gen, device=v.device,
-                                           dtype=torch.float32).to(v.dtype)
-                   if v.is_floating_point() else v) for k, v in pix.items()}
-    logits = vlm.model(**_batched(inputs, [pix])).logits  # [1, T, V]: every position
-    logp = torch.log_softmax(at_least_float32(logits), dim=-1)[0]  # [T, V]
-    obj.forwards += 1
-    return logp[obj.rows].gather(-1, obj.targets[:, None])[:, 0].sum()
-
-
-def reference_igos(vlm, prepared, selection, config=None, baseline: torch.Tensor | None = None
-                   ) -> np.ndarray:
-    """iGOS+ the reference's way; returns the ``[size, size]`` mask (low = important).
-
-    Per iteration: N deletion path points, one forward each, all N graphs
-    alive, one backward; then the same for insertion; then the regulariser.
-    Weights keep ``requires_grad=True`` (as loaded), so each backward also
-    accumulates weight gradients (never zeroed during the run; cleared at the
-    end). Maths identical to ``heatmaps.igos``: blend phi, noise formula and
-    per-image seeds, ``heatmaps.regulariser``, Nesterov step with clipping;
-    attention kernels of ``config.attn_implementation`` as ours.
-    """
+# ------------------------------------------------------------ the reference
+def reference_igos(vlm, prepared, selection, config=None, baseline=None) -> np.ndarray:
+    """The independent reference's ``[size, size]`` mask (low = important) for the same
+    answer positions and settings as ``config`` (its own baseline: ``baseline`` is unused)."""
+    import igos_reference as R
     from vlmscope import heatmaps as H
-    from vlmscope.models import attention_implementation
-    from vlmscope.pixels import image_tensor
 
-    config = config or H.HeatmapConfig()
-    if config.method != "igos+":
-        raise ValueError("reference_igos implements iGOS+ only")
-    image = image_tensor(prepared.image, vlm.device)
-    baseline = (H.make_baseline(image, config.baseline, config.seed) if baseline is None
-                else baseline).to(image)
-    obj = H.Objective(vlm, prepared, torch.tensor(selection.answer_ids), selection.positions)
-    inputs = vlm.adapter.extend_inputs(prepared.inputs, obj.answer_ids[None].to(vlm.device))
-    n, (h, w) = config.ig_iter, image.shape[-2:]
-    mask = torch.ones(config.size, config.size, device=image.device, requires_grad=True)
-    theta_prev = mask.detach().clone()
-    params = list(vlm.model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(True)  # as Hugging Face loads them
-    try:
-        with attention_implementation(vlm.model, config.attn_implementation):
-            for it in range(config.iterations):
-                for term, sign in ((0, 1.0), (1, -1.0)):  # deletion, then insertion
-                    up = H.upsample(mask, h, w)  # (again: the previous backward freed the graph)
-                    scores = []
-                    for k in range(1, n + 1):  # N graphs alive, then one backward
-                        wgt = (k / n) * up
-                        x = image * wgt + baseline * (1 - wgt) if term == 0 else \
-                            baseline * wgt + image * (1 - wgt)
-                        scores.append(_reference_score(vlm, obj, inputs, x, config.noise,
-                                                       H.noise_seed(config.seed, it, term, k)))
-                    (sign * torch.stack(scores).mean()).backward()
-                l1, btv, l2 = H.regulariser(mask, image, config, it)
-                (l1 + btv + l2).backward()
-                e = it / (it + config.momentum)
-                with torch.no_grad():
-                    theta = mask - config.lr * mask.grad
-                    mask.copy_((theta + e * (theta - theta_prev)).clamp(0, 1))
-                    theta_prev = theta
-                    mask.grad = None
-    finally:
-        for p, f in zip(params, flags):
-            p.grad = None
-            p.requires_grad_(f)
-    return mask.detach().cpu().numpy()
+    config = config or H.HeatmapConfig.preset("reference")
+    settings = {k: getattr(config, k) for k in ("size", "iterations", "ig_iter", "l1", "l2", "l3",
+                                                "gamma", "momentum", "lr", "noise", "btv_sigma",
+                                                "seed")}
+    return R.igos(vlm, prepared, selection.answer_ids, selection.positions, method=config.method,
+                  **settings)
 
 
 def ours_igos(vlm, case, config) -> np.ndarray:
@@ -204,7 +138,7 @@ def pick_cases(vlm, n: int = 3, seed: int = 0, config=None, any_answer: bool = F
     from vlmscope.datasets.synthetic import World
     from vlmscope.pixels import image_tensor
 
-    config = config or H.HeatmapConfig()
+    config = config or H.HeatmapConfig.preset("reference")
     cases = []
     for scene, questions in World().samples(max_scenes, seed, kinds=("color", "where")):
         for q in questions:
@@ -213,8 +147,7 @@ def pick_cases(vlm, n: int = 3, seed: int = 0, config=None, any_answer: bool = F
             if gen.text != q.answer and not any_answer:
                 continue
             ids = vlm.answer_ids(q.answer)
-            baseline = H.make_baseline(image_tensor(prepared.image, vlm.device), config.baseline,
-                                       config.seed)
+            baseline = H.config_baseline(image_tensor(prepared.image, vlm.device), config)
             sel = H.select_tokens(vlm, prepared, ids, baseline, config)
             if not sel.positions:
                 if not any_answer:
@@ -455,8 +388,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def agreement(vlm, cases, config, variants, noisy_masks: dict) -> dict:
     """Rank correlation (and max |difference|) of each ours variant's masks with the reference's.
 
-    Without noise and with the default noise: both draw each path image's
-    noise from the same seed, so the default-noise masks are comparable too.
+    Without noise (the target) and with the default noise: both draw the noise
+    from one generator seeded alike, image after image in path order, so the
+    default-noise masks are comparable too.
     """
     quiet = dataclasses.replace(config, noise=0.0)
     ref0 = [run_variant(vlm, c, REFERENCE, quiet) for c in cases]
@@ -534,7 +468,7 @@ def bench_llava7b(config, peak_tflops: float, reference: bool = True) -> dict:
     scene, qs = next(World().samples(1, 0, kinds=("where",)))
     prepared = big.prepare(scene.image, qs[0].text)
     ids = big.answer_ids(qs[0].answer)
-    baseline = H.make_baseline(image_tensor(prepared.image, big.device), config.baseline, config.seed)
+    baseline = H.config_baseline(image_tensor(prepared.image, big.device), config)
     sel = H.select_tokens(big, prepared, ids, baseline, config, positions=range(1, len(ids)))
     case = Case(qs[0].text, qs[0].answer, "", prepared, sel, baseline)
     out = {"dtype": str(big.dtype), "case": case.facts(),
@@ -626,7 +560,7 @@ def run(model: str = "organism", device=None, config=None, batches=BATCHES, ques
 
     if threads:
         torch.set_num_threads(threads)
-    config = config or H.HeatmapConfig()
+    config = config or H.HeatmapConfig.preset("reference")
     vlm = vlmscope.load(model, device=device)
     cases = pick_cases(vlm, questions, seed, config, any_answer)
     batches = sorted(set(batches) | {config.batch})
@@ -673,7 +607,7 @@ def run(model: str = "organism", device=None, config=None, batches=BATCHES, ques
 def main(argv=None) -> dict:
     from vlmscope.heatmaps import HeatmapConfig
 
-    d = HeatmapConfig()
+    d = HeatmapConfig.preset("reference")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="organism", help="organism name, model directory or hub id")
     ap.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")

@@ -25,8 +25,9 @@
 #
 # 1. **Which answer tokens to explain.** Only the *visually relevant* ones:
 #    tokens whose log-probability drops by more than 1 when the image is
-#    replaced by a blurred copy (the baseline), minus stop words and the first
-#    token. A one-token answer is kept when the baseline at least halves its
+#    replaced by a blurred copy (the baseline), minus stop words (the first
+#    release also dropped the first token; the current one does not). A
+#    one-token answer is kept when the baseline at least halves its
 #    probability. A sample with no such token is **skipped, with the reason**.
 # 2. **What to optimise.** A 32x32 mask *M* (low = important), upsampled to
 #    the picture. Deletion blends the image towards the baseline where *M* is
@@ -42,6 +43,16 @@
 # On the organism the truth is known: every question below asks about one
 # object whose exact mask the synthetic world gives, so each heatmap can be
 # *scored*, against the attention map, the input gradient and a random map.
+#
+# **Which definitions.** By default this notebook runs
+# `HeatmapConfig.preset("reference")`: the released code's definitions
+# (bytedance/LVLM_Interpretation), checked against an independent
+# re-implementation (`benchmarks/igos_reference.py`, Spearman rho >= 0.99
+# with noise off). Where vlmscope chooses differently (the `"vlmscope"`
+# preset, the line search, per-image noise seeds, ...), each choice is a
+# named switch; section 4b measures them on this question and
+# [docs/fidelity.md, "Heatmaps"](../docs/fidelity.md#heatmaps-where-do-lvlms-look)
+# lists each with its measured effect on the organism.
 
 # %% tags=["parameters"]
 model_id = "organism"
@@ -51,9 +62,12 @@ n_questions = 8  # questions scored at the end
 iterations = 5  # iGOS+ settings: the reference README's run
 ig_iter = 10
 mask_size = 32
+preset = "reference"  # HeatmapConfig preset: "reference" (the released code) or "vlmscope"
+tie_orders = 5  # random tie orders of the deletion/insertion metric (section 4)
 figures_dir = "../figures"
 
 # %%
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,7 +88,7 @@ from vlmscope.widgets import heatmap_explorer
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-config = H.HeatmapConfig(iterations=iterations, ig_iter=ig_iter, size=mask_size)
+config = H.HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
 world = World()
 scene, [question] = next(world.samples(1, seed=seed, kinds=(kind,)))
 prepared = vlm.prepare(scene.image, question.text)
@@ -87,13 +101,15 @@ config
 #
 # The baseline is the picture blurred with the reference's rule (kernel 101 px
 # below 500 px wide, sigma = kernel - 1: on a 64-px scene, nearly its mean
-# colour). `select_tokens` scores every answer token teacher-forced on the
+# colour; the reference preset blurs the 8-bit picture and rounds to 8 bits,
+# as the released code does with OpenCV). `select_tokens` scores every answer token teacher-forced on the
 # image and on the baseline; the stop list is built from *this* tokenizer
 # (the reference hard-codes LLaMA's token ids).
 
 # %%
 image = image_tensor(scene.image)
-baselines = {k: H.make_baseline(image, k, seed=0) for k in ("blur", "black", "noise")}
+baselines = {k: H.make_baseline(image, k, seed=0, uint8=config.blur_uint8)
+             for k in ("blur", "black", "noise")}
 fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
 for ax, (name, pic) in zip(axes, [("image", image)] + list(baselines.items())):
     ax.imshow(pic.permute(1, 2, 0).numpy())
@@ -115,8 +131,9 @@ selection.table()
 # `igos` runs the 2 x *N* path images (deletion and insertion) `config.batch`
 # at a time with one backward per batch (the reference keeps all *N* graphs
 # of a term alive), with the model's weights frozen, so only the mask gets
-# gradients. Each path image draws its noise from its own seed, so the batch
-# size changes the speed and memory, never the mask. `keep_history` keeps the mask after each
+# gradients. The noise is drawn image after image in path order from one
+# generator (the reference preset) or from a seed per path image, so the
+# batch size changes the speed and memory, never the mask. `keep_history` keeps the mask after each
 # iteration; the trace holds the deletion and insertion terms (sums of
 # log-probabilities of the selected tokens) and the regularisers.
 
@@ -159,12 +176,21 @@ pd.DataFrame(scores).T
 # ## 4 · Deletion and insertion curves
 #
 # Cells sorted from most to least important; 20 at a time go from image to
-# baseline (deletion: a faithful map makes the curve fall fast, low mean) or
-# from baseline to image (insertion: rises fast, high mean). Scores are
+# baseline (deletion: a faithful map makes the curve fall fast, low score) or
+# from baseline to image (insertion: rises fast, high score). Scores are
 # normalised per step: 1 = the original image's probability, 0 = the
-# baseline's. (The reference computes the last step with an operator-precedence
-# bug; this is the plain formula, checked against a direct computation in
-# `tests/test_heatmaps.py`.)
+# baseline's. Two definitions (`config.deletion_metric`): the released one
+# (cells bilinearly upsampled, each step weighted by the cells it changed;
+# the released code's operator-precedence slip at the last step is fixed) and
+# vlmscope's (nearest-neighbour cells, the mean of all 53 points). Both are
+# checked against direct computations in `tests/test_heatmaps.py`.
+#
+# **Ties.** Many cells of an iGOS mask sit exactly at 1 (never moved), so
+# their order is arbitrary; the released code leaves it to `torch.argsort`.
+# vlmscope orders equal values by cell index unless `tie_seed` asks for a
+# seeded random order. The table after the curves shows how far the scores
+# move over `tie_orders` random tie orders
+# ([fidelity row](../docs/fidelity.md#heatmaps-where-do-lvlms-look)).
 
 # %%
 def cells(m):  # any importance map -> a coarse "mask" (low = important) for the curves
@@ -177,6 +203,48 @@ curves = {k: H.faithfulness(vlm, prepared, selection, hm.mask if k == "iGOS+" el
 fig = plots.faithfulness_curves(curves, title=f"{model_id}: {question.text}")
 fig.savefig(figures / "05_faithfulness.png", dpi=120)
 pd.DataFrame({k: {"deletion": f.deletion, "insertion": f.insertion} for k, f in curves.items()}).T
+
+# %%
+tied = float(np.unique(hm.mask, return_counts=True)[1].max() / hm.mask.size)
+tie_rows = []
+for definition in ("released", "ours"):
+    for t in [None] + list(range(tie_orders)):
+        f = H.faithfulness(vlm, prepared, selection, hm.mask, config=config, definition=definition,
+                           tie_seed=t)
+        tie_rows.append({"definition": definition, "tie order": "index" if t is None else f"random {t}",
+                         "deletion": f.deletion, "insertion": f.insertion})
+ties = pd.DataFrame(tie_rows)
+tie_spread = ties.groupby("definition")[["deletion", "insertion"]].agg(lambda v: v.max() - v.min())
+print(f"{tied:.0%} of the mask's cells share its most common value; "
+      "score range over the tie orders:")
+display(tie_spread)
+ties.pivot(index="tie order", columns="definition", values=["deletion", "insertion"])
+
+# %% [markdown]
+# ## 4b · What each of vlmscope's choices does to this mask
+#
+# The same question and tokens, one switch at a time away from the reference
+# preset: the Armijo line search instead of Nesterov steps, a noise seed per
+# path image instead of one generator, SDPA attention kernels, vlmscope's
+# bilateral TV, and the whole `"vlmscope"` preset. `rho` is the Spearman
+# correlation of the mask with the reference preset's; mass and pointing are
+# on the asked object; deletion and insertion use the reference metric for
+# all. On three organism questions (one per kind) the same comparison is in
+# [docs/fidelity.md](../docs/fidelity.md#heatmaps-where-do-lvlms-look)
+# (`benchmarks/heatmap_fidelity.py`).
+
+# %%
+ref_config = H.HeatmapConfig.preset("reference", iterations=iterations, ig_iter=ig_iter,
+                                    size=mask_size)
+variants = {"reference": ref_config,
+            "line search (Armijo)": dataclasses.replace(ref_config, step="armijo"),
+            "noise seed per path image": dataclasses.replace(ref_config, noise_seeds="per-image"),
+            "SDPA attention": dataclasses.replace(ref_config, attn_implementation="sdpa"),
+            "vlmscope bilateral TV": dataclasses.replace(ref_config, btv="ours"),
+            "vlmscope preset": H.HeatmapConfig.preset("vlmscope", iterations=iterations,
+                                                      ig_iter=ig_iter, size=mask_size)}
+switch_table = H.compare_configs(vlm, prepared, selection, variants, target=target)
+switch_table
 
 # %% [markdown]
 # ## 5 · Sanity checks
@@ -194,6 +262,7 @@ pd.DataFrame({k: {"deletion": f.deletion, "insertion": f.insertion} for k, f in 
 # %%
 from vlmscope import stats
 from vlmscope.datasets.synthetic import move_object
+
 
 lone = world.scene(seed=seed + 100, n_objects=1)
 obj = lone.objects[0]
@@ -240,7 +309,6 @@ sanity
 # heatmap is only as firm as this agreement.
 
 # %%
-import dataclasses
 import itertools
 
 runs = {0: hm} if config.seed == 0 else {}
@@ -318,7 +386,13 @@ summary = {"model": model_id, "question": question.text, "answer": answer.text,
                       "mass_moved_from": float(sanity.iloc[1, 2]),
                       "rank_correlation_random_weights": float(rho)},
            "noise_seeds": {"mass": {int(k): float(v) for k, v in per_seed["mass"].items()},
-                           "spearman_min": float(pairs["spearman"].min())}}
+                           "spearman_min": float(pairs["spearman"].min())},
+           "preset": preset, "tied_share": tied,
+           "tie_order_range": {d: {k: float(v) for k, v in r.items()}
+                               for d, r in tie_spread.to_dict("index").items()},
+           "switches": {k: {c: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
+                            for c, v in r.items()}
+                        for k, r in switch_table.to_dict("index").items()}}
 summary = write_summary(figures / "05_summary.json", summary, nonsense)
 summary
 
@@ -329,8 +403,10 @@ summary
 #   than attention or gradients; the table above gives this model's figures
 #   for the same comparison, with a ground-truth region the paper did not have.
 # - A heatmap explains *the selected tokens*: for "where" answers such as
-#   "top left" the rule drops the first token, so the map explains "left",
-#   not "top". Read the selection table before the picture.
+#   "top left" the current release's rule (the reference preset) may select
+#   both words; the first release (and `drop_first=True`, the `"vlmscope"`
+#   preset) drops the first token, so the map explains "left", not "top".
+#   Read the selection table before the picture.
 # - Hyperparameters matter (the authors' issue #12): the explorer above shows
 #   how much the region moves with L1, L3 and the baseline; section 6 shows
 #   how much it moves with the noise seed alone. Where masks of different

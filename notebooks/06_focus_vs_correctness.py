@@ -36,6 +36,13 @@
 # incorrect; Fisher's exact test for pointing hits; a within-question
 # permutation test for design versus scale.
 #
+# The heatmaps follow the released code's definitions by default
+# (`HeatmapConfig.preset("reference")`: its bilateral TV, 8-bit blurred
+# baseline, Nesterov steps, one noise generator, its deletion/insertion metric
+# and token rule); [docs/fidelity.md, "Heatmaps"](../docs/fidelity.md#heatmaps-where-do-lvlms-look)
+# lists where the `"vlmscope"` preset differs and what each difference does
+# to the masks on the organism.
+#
 # For real benchmarks, `vlmscope.datasets.load_benchmark("cv-bench", path)`
 # reads a local copy; the same run and statistics apply, with CV-Bench's boxes
 # as the reference region.
@@ -48,6 +55,7 @@ seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
 ig_iter = 10
 mask_size = 32
+preset = "reference"  # HeatmapConfig preset: "reference" (the released code's definitions) or "vlmscope"
 noise_seeds = 3  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05)
 top_fraction = 0.1  # top-10% pixels for the IoU between two models' maps
 n_permutations = 9999
@@ -76,7 +84,7 @@ from vlmscope.heatmaps import Heatmap, HeatmapConfig
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 runs = Path(runs_dir) if runs_dir else figures / "06_runs"
-config = HeatmapConfig(iterations=iterations, ig_iter=ig_iter, size=mask_size)
+config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
 models = [model_id] if model_id else models
 design = {m: organism.ZOO.get(m, ("unknown", "unknown"))[0] for m in models}
 scale = {m: organism.ZOO.get(m, ("unknown", "unknown"))[1] for m in models}

@@ -114,15 +114,15 @@ def hbench():
 def test_reference_igos_matches_ours(hbench, tiny, noise):
     from vlmscope.heatmaps import HeatmapConfig
 
-    cfg = HeatmapConfig(size=4, iterations=2, ig_iter=3, noise=noise)
+    cfg = HeatmapConfig.preset("reference", size=4, iterations=2, ig_iter=3, noise=noise)
     case = hbench.pick_cases(tiny, 1, config=cfg, any_answer=True)[0]
     before = [p.requires_grad for p in tiny.model.parameters()]
     ref = hbench.run_variant(tiny, case, "reference", cfg)
     assert [p.requires_grad for p in tiny.model.parameters()] == before
     assert all(p.grad is None for p in tiny.model.parameters())  # weight gradients cleared
-    assert tiny.model.config.text_config._attn_implementation == "eager"  # sdpa only inside
+    assert tiny.model.config.text_config._attn_implementation == "eager"  # as loaded
     assert ref.min() < 1
-    for batch in (1, 4):  # same per-image noise seeds: same masks, noise or not
+    for batch in (1, 4):  # the same noise draws in the same order: same masks, noise or not
         ours = hbench.run_variant(tiny, case, f"batch={batch}", cfg)
         np.testing.assert_allclose(ours, ref, atol=1e-4)
 
@@ -161,7 +161,7 @@ def test_heatmap_benchmark_main(hbench, tiny_dir, tmp_path, capsys):
         assert len(a["spearman_noise0"]) == len(a["spearman_default_noise"]) == 1
         assert isinstance(a["min_spearman"], float)
         assert set(data["met"][v]) == {"speed", "memory", "agreement", "all"}
-        assert min(a["spearman_default_noise"]) > 0.99  # same noise seeds as the reference
+        assert min(a["spearman_default_noise"]) > 0.99  # same noise draws as the reference
     if not torch.cuda.is_available():
         assert "skipped" in data["llava7b"]
 

@@ -488,3 +488,246 @@ def test_organism_heatmap_follows_the_object_and_not_random_weights():
     random_map = H.igos(rnd, p, torch.tensor(sel.answer_ids), cfg, selection=sel).importance()
     assert abs(stats.rank_correlation(here, random_map)) < 0.3
     assert any(not torch.equal(a, b) for a, b in zip(rnd.model.parameters(), vlm.model.parameters()))
+
+
+# -------------------------------------------------- presets and their switches
+def test_presets_name_the_released_definitions():
+    ref = H.HeatmapConfig.preset("reference")
+    assert (ref.btv, ref.blur_uint8, ref.combine, ref.step, ref.noise_seeds,
+            ref.deletion_metric, ref.drop_first, ref.attn_implementation) == \
+        ("released", True, "upsampled", "nesterov", "shared", "released", False, None)
+    ours = H.HeatmapConfig.preset("vlmscope")
+    assert ours == H.HeatmapConfig()
+    assert ours.switches() == {"btv": "ours", "blur_uint8": False, "combine": "product",
+                               "noise_seeds": "per-image", "deletion_metric": "ours",
+                               "drop_first": True, "attn_implementation": "sdpa"}
+    assert H.HeatmapConfig.preset("reference", step="armijo").switches() == {"step": "armijo"}
+    assert H.HeatmapConfig.preset("reference", iterations=2).iterations == 2
+    with pytest.raises(ValueError, match="unknown heatmap preset"):
+        H.HeatmapConfig.preset("paper")
+    for bad in (dict(btv="half"), dict(combine="sum"), dict(step="adam"), dict(noise_seeds="one"),
+                dict(deletion_metric="auc"), dict(ls_decay=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+            H.HeatmapConfig(**bad)
+
+
+def test_uint8_blur_is_the_rounded_blur_of_the_8_bit_image():
+    img = image_tensor(_picture(40, 32)).double()
+    levels = torch.round(img * 255)
+    f = H.make_baseline(img, "blur")  # float blur of the same (8-bit) picture
+    u = H.make_baseline(img, "blur", uint8=True)
+    assert torch.equal(u * 255, torch.round(u * 255))  # 8-bit levels
+    assert (u - f).abs().max() <= 0.5 / 255 + 1e-9
+    assert torch.equal(torch.round(u * 255), torch.round(H.gaussian_blur(levels, 101, 100.0)))
+    assert torch.equal(H.config_baseline(img, H.HeatmapConfig.preset("reference")), u)
+    assert torch.equal(H.config_baseline(img, H.HeatmapConfig()), f)
+
+
+def test_released_bilateral_tv_against_a_direct_sum():
+    rng = np.random.default_rng(3)
+    img = torch.from_numpy(rng.normal(size=(3, 7, 9)))
+    mask = torch.from_numpy(rng.uniform(0, 1, (3, 3)))
+    up = torch.nn.functional.interpolate(mask[None, None], size=(7, 9), mode="bilinear",
+                                         align_corners=True)[0, 0].numpy()
+    m, x, s = mask.numpy(), img.numpy(), 0.01
+    a = np.mean([(m[i, j] - m[i + 1, j]) ** 2 for i in range(2) for j in range(3)])
+    b = np.mean([(m[i, j] - m[i, j + 1]) ** 2 for i in range(3) for j in range(2)])
+    bil_a = np.mean([np.exp(-np.mean(x[:, i, j] - x[:, i + 1, j]) ** 2 / s) * (up[i, j] - up[i + 1, j]) ** 2
+                     for i in range(6) for j in range(9)])
+    bil_b = np.mean([np.mean(np.exp(-(x[:, i, j] - x[:, i, j + 1]) ** 2 / s)) * (up[i, j] - up[i, j + 1]) ** 2
+                     for i in range(7) for j in range(8)])
+    assert float(H.bilateral_tv(mask, img, s, "released")) == pytest.approx(0.5 * (a + b + bil_a + bil_b))
+    bil_a_ours = np.mean([np.exp(-np.mean((x[:, i, j] - x[:, i + 1, j]) ** 2) / s) * (up[i, j] - up[i + 1, j]) ** 2
+                          for i in range(6) for j in range(9)])
+    bil_b_ours = np.mean([np.exp(-np.mean((x[:, i, j] - x[:, i, j + 1]) ** 2) / s) * (up[i, j] - up[i, j + 1]) ** 2
+                          for i in range(7) for j in range(8)])
+    assert float(H.bilateral_tv(mask, img, s)) == pytest.approx(a + b + bil_a_ours + bil_b_ours)
+
+
+def test_released_edge_weights_use_the_processor_normalised_image(tiny64):
+    img = image_tensor(_picture(40, 32)).double()
+    ip = tiny64.processor.image_processor
+    edges = H.edge_image(tiny64, img, H.HeatmapConfig.preset("reference"))
+    mean = torch.tensor(ip.image_mean, dtype=img.dtype)[:, None, None]
+    std = torch.tensor(ip.image_std, dtype=img.dtype)[:, None, None]
+    torch.testing.assert_close(edges, (img - mean) / std)
+    assert H.edge_image(tiny64, img, H.HeatmapConfig()) is img
+
+
+@pytest.mark.parametrize("switch", [dict(noise_seeds="shared"), dict(combine="upsampled"),
+                                    dict(btv="released"), dict(blur_uint8=True)])
+def test_each_switch_changes_the_mask_and_shared_noise_keeps_batch_free(tiny64, case, switch):
+    prepared, ids = case
+    sel = H.select_tokens(tiny64, prepared, ids, positions=[2])
+    cfg = H.HeatmapConfig(method="igos++", size=5, iterations=2, ig_iter=3, batch=1)
+    a = H.igos(tiny64, prepared, ids, dataclasses.replace(cfg, **switch), selection=sel)
+    b = H.igos(tiny64, prepared, ids, dataclasses.replace(cfg, **switch, batch=5), selection=sel)
+    np.testing.assert_allclose(a.mask, b.mask, atol=1e-5)  # the batch never changes the mask
+    plain = H.igos(tiny64, prepared, ids, cfg, selection=sel)
+    if "combine" not in switch:
+        assert np.abs(a.mask - plain.mask).max() > 1e-4  # the switch does something
+    else:  # near-1 masks of a random model barely feel it: the path images checked directly
+        rng = np.random.default_rng(0)
+        ms = {k: torch.from_numpy(rng.uniform(0, 1, (5, 5))) for k in ("deletion", "insertion")}
+        ups = {c: H._up_masks(ms, ["both"], (32, 40), c)["both"][0] for c in ("product", "upsampled")}
+        torch.testing.assert_close(ups["upsampled"], H.upsample(ms["deletion"], 32, 40)
+                                   * H.upsample(ms["insertion"], 32, 40))
+        torch.testing.assert_close(ups["product"], H.upsample(ms["deletion"] * ms["insertion"], 32, 40))
+        assert (ups["upsampled"] - ups["product"]).abs().max() > 1e-2
+        # the importance map is 1 - up(Md) * up(Mi)
+        w, h = a.image_size
+        up = [H.upsample(torch.from_numpy(a.masks[k]).float(), h, w) for k in ("deletion", "insertion")]
+        np.testing.assert_allclose(a.importance(), 1 - (up[0] * up[1]).numpy(), atol=1e-6)
+        assert np.abs(a.importance() - (1 - H.upsample(torch.from_numpy(a.mask).float(), h, w).numpy())).max() > 1e-6
+
+
+def test_shared_noise_draws_from_one_generator_in_path_order(tiny64, case):
+    prepared, ids = case
+    obj = H.Objective(tiny64, prepared, ids, [2])
+    img = image_tensor(prepared.image).double()
+    imgs = torch.stack([img, img * 0.5, img.flip(-1)])
+    one = obj.logprobs(imgs, noise=0.3, generator=torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    split = torch.cat([obj.logprobs(imgs[:1], noise=0.3, generator=gen),
+                       obj.logprobs(imgs[1:], noise=0.3, generator=gen)])
+    torch.testing.assert_close(one, split, atol=1e-10, rtol=0)
+    again = obj.logprobs(imgs, noise=0.3, generator=torch.Generator().manual_seed(8))
+    assert (again - one).abs().max() > 1e-6
+
+
+def test_armijo_step_meets_its_condition_and_the_larger_one_did_not(tiny64, case):
+    prepared, ids = case
+    cfg = H.HeatmapConfig(size=4, ig_iter=3, noise=0.0, step="armijo", lr=1e6, ls_beta=0.5)
+    obj = H.Objective(tiny64, prepared, ids, [1, 2, 4])
+    image = image_tensor(prepared.image).double()
+    baseline = H.make_baseline(image, "blur")
+    mask = torch.full((4, 4), 0.9, dtype=torch.float64, requires_grad=True)
+    masks = {"single": mask}
+
+    def loss(m):
+        with torch.no_grad():
+            t = H.path_gradient(obj, image, baseline, {"single": m}, cfg, 0, backward=False)
+            return t["deletion"] - t["insertion"] + float(sum(H.regulariser(m, image, cfg, 0)))
+
+    terms = H.path_gradient(obj, image, baseline, masks, cfg, 0)
+    sum(H.regulariser(mask, image, cfg, 0)).backward()
+    g = mask.grad.detach().clone()
+    base = terms["deletion"] - terms["insertion"] + float(sum(H.regulariser(mask, image, cfg, 0)))
+    assert base == pytest.approx(loss(mask.detach()), abs=1e-9)
+    step, trials = H.line_search(obj, image, baseline, masks, {"single": g}, base, cfg, 0, {}, image)
+    sq = float((g ** 2).sum())
+    assert trials > 1  # a huge first step is rejected
+    assert step == pytest.approx(cfg.lr * cfg.ls_decay ** (trials - 1))
+    assert loss((mask.detach() - step * g).clamp(0, 1)) <= base - cfg.ls_beta * step * sq
+    big = step / cfg.ls_decay
+    assert loss((mask.detach() - big * g).clamp(0, 1)) > base - cfg.ls_beta * big * sq
+
+
+def test_igos_with_the_line_search_records_its_steps(tiny64, case):
+    prepared, ids = case
+    sel = H.select_tokens(tiny64, prepared, ids, positions=[1, 3])
+    cfg = H.HeatmapConfig(size=5, iterations=2, ig_iter=2, step="armijo", noise_seeds="shared")
+    hm = H.igos(tiny64, prepared, ids, cfg, selection=sel)
+    assert [set(t) >= {"step", "trials"} for t in hm.trace] == [True, True]
+    assert hm.forwards == sum(2 * cfg.ig_iter * (1 + t["trials"]) for t in hm.trace)
+    assert hm.mask.min() < 1
+    nag = H.igos(tiny64, prepared, ids, dataclasses.replace(cfg, step="nesterov"), selection=sel)
+    assert np.abs(nag.mask - hm.mask).max() > 1e-4
+    np.testing.assert_array_equal(H.igos(tiny64, prepared, ids, cfg, selection=sel).mask, hm.mask)
+
+
+def test_selection_may_keep_position_zero(tiny64, case):
+    prepared, ids = case
+    baseline = H.make_baseline(image_tensor(prepared.image).double(), "black")
+    keep = H.select_tokens(tiny64, prepared, ids, baseline,
+                           H.HeatmapConfig(threshold=-1e9, drop_first=False))
+    stops = H.stop_token_mask(tiny64.tokenizer, ids)
+    assert keep.positions == [t for t in range(len(ids)) if not stops[t]] and keep.positions[0] == 0
+
+
+# -------------------------------------------------------- metric definitions
+def test_metric_steps_of_both_definitions():
+    counts, w = H.metric_steps(1024, 20, "ours")
+    assert len(counts) == 53 and counts[-1] == 1024 and w.sum() == pytest.approx(1)
+    counts, w = H.metric_steps(1024, 20, "released")
+    assert list(counts[:3]) == [0, 20, 40] and counts[-2:].tolist() == [1020, 1024]
+    assert len(counts) == 53 and w[0] == 0 and w[-1] == pytest.approx(4 / 1024)
+    assert w.sum() == pytest.approx(1)  # the last step weighs its 4 cells, not "n - pixels"
+    assert H.metric_steps(16, 5, "released")[0].tolist() == list(range(17))  # step max(1, n // 50)
+    with pytest.raises(ValueError, match="deletion_metric"):
+        H.metric_steps(16, 5, "auc")
+
+
+def test_cell_order_breaks_ties_by_the_stated_rule():
+    mask = np.array([[0.5, 1.0, 0.2], [1.0, 1.0, 0.5]])
+    assert H.cell_order(mask).tolist() == [2, 0, 5, 1, 3, 4]  # value, then index
+    orders = {tuple(H.cell_order(mask, s)) for s in range(20)}
+    assert len(orders) > 2  # the tied cells move
+    for o in orders:
+        assert np.all(np.diff(mask.ravel()[list(o)]) >= 0)  # values still sorted
+    assert tuple(H.cell_order(mask, 3)) == tuple(H.cell_order(mask, 3))
+
+
+def test_released_faithfulness_uses_bilinear_cells_and_weighted_steps(tiny64, case):
+    prepared, ids = case
+    sel = H.select_tokens(tiny64, prepared, ids, positions=[1, 4])
+    mask = np.random.default_rng(5).uniform(0, 1, (4, 4))
+    image = image_tensor(prepared.image).double()
+    baseline = H.make_baseline(image, "blur")
+    f = H.faithfulness(tiny64, prepared, sel, mask, baseline, definition="released")
+    obj = H.Objective(tiny64, prepared, ids, [1, 4])
+    order = np.argsort(mask.ravel(), kind="stable")
+    h, w = image.shape[-2:]
+    s0, sb = (float(obj.logprobs(x[None]).exp().mean()) for x in (image, baseline))
+    want = 0.0
+    for c in range(1, 17):  # 16 cells: a step of one cell
+        cells = torch.zeros(16, dtype=torch.float64)
+        cells[order[:c]] = 1
+        up = torch.nn.functional.interpolate(cells.reshape(1, 1, 4, 4), size=(h, w), mode="bilinear",
+                                             align_corners=True)[0]
+        p = float(obj.logprobs((image * (1 - up) + baseline * up)[None]).exp().mean())
+        want += (p - sb) / (s0 - sb) / 16
+    assert f.deletion == pytest.approx(want, rel=1e-5)  # float32 cells
+    assert f.definition == "released" and f.counts.tolist() == list(range(17))
+    ours = H.faithfulness(tiny64, prepared, sel, mask, baseline, cells_per_step=1)
+    assert ours.deletion == pytest.approx(np.mean(ours.deletion_curve))
+    assert abs(ours.deletion - f.deletion) > 1e-6
+
+
+# ------------------------------------------ against the independent reference
+@pytest.mark.slow
+def test_reference_preset_matches_the_independent_reference():
+    """Noise off, preset "reference" and benchmarks/igos_reference.py (no shared code) agree at
+    Spearman rho >= 0.99 on 9 organism questions (color, shape, where; 3 each)."""
+    import importlib.util
+    from pathlib import Path
+
+    import vlmscope
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "igos_reference.py"
+    spec = importlib.util.spec_from_file_location("igos_reference", path)
+    R = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(R)
+    vlm = vlmscope.load("organism", device="cpu")
+    questions = R.organism_questions(vlm, 3)
+    assert len(questions) == 9 and {q["kind"] for q in questions} == {"color", "shape", "where"}
+    settings = dict(iterations=5, ig_iter=5, noise=0.0)
+    cfg = H.HeatmapConfig.preset("reference", **settings)
+    rhos = []
+    for q in questions:
+        sel = H.select_tokens(vlm, q["prepared"], torch.tensor(q["answer_ids"]), config=cfg)
+        assert sel.positions == q["positions"]  # the same token rule, written twice
+        ours = H.igos(vlm, q["prepared"], None, cfg, selection=sel).mask
+        ref = R.igos(vlm, q["prepared"], q["answer_ids"], q["positions"], **settings)
+        assert ref.min() < 1
+        rhos.append(H.rank_agreement(ours, ref))
+    print("rho (reference preset vs independent reference, noise 0):", rhos)
+    assert min(rhos) >= 0.99, rhos
+    one = R.igos(vlm, questions[0]["prepared"], questions[0]["answer_ids"],
+                 questions[0]["positions"], method="igos++", **settings)
+    sel = H.select_tokens(vlm, questions[0]["prepared"], torch.tensor(questions[0]["answer_ids"]),
+                          config=cfg)
+    ours = H.igos(vlm, questions[0]["prepared"], None,
+                  dataclasses.replace(cfg, method="igos++"), selection=sel).mask
+    print("rho, igos++:", H.rank_agreement(ours, one))
+    assert H.rank_agreement(ours, one) >= 0.99

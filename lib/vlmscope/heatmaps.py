@@ -5,25 +5,35 @@ optimised in the ORIGINAL image's pixel space. Each model sees it through its
 adapter's differentiable preprocessing (``Adapter.pixel_inputs``), so one
 mask explains every architecture on the same picture.
 
+Two sets of definitions: ``HeatmapConfig.preset("reference")`` follows the
+released code (bytedance/LVLM_Interpretation; checked against the
+independent ``benchmarks/igos_reference.py``), ``HeatmapConfig()`` (the
+preset "vlmscope") this library's choices; each difference is a field,
+listed with its measured effect in docs/fidelity.md.
+
 The pieces, each usable alone:
 
-- ``make_baseline``: the blurred (the reference's kernel rule), black or noise image;
+- ``make_baseline``: the blurred (the reference's kernel rule; float, or 8-bit
+  and rounded as the released code), black or noise image;
 - ``select_tokens``: the visually relevant answer positions,
   log p(y_t | image) - log p(y_t | baseline) > 1, stop tokens derived from the
-  tokenizer in use, first position dropped, the single-token rule; a sample
-  with none is reported as skipped with the reason;
+  tokenizer in use, first position dropped or not (``drop_first``), the
+  single-token rule; a sample with none is reported as skipped with the reason;
 - ``Objective``: teacher-forced sum of the selected tokens' log-probabilities
   as a function of a batch of images (log_softmax in float32, logits only at
   the selected rows);
 - ``igos``: the optimisation (integrated-gradient deletion and insertion
-  terms, L1 + bilateral TV + decaying L2, Nesterov steps). The path images
-  run in batches of at most ``batch`` with a backward per batch, so at most
-  ``batch`` path graphs are alive at once (the reference keeps all of them).
-  Each path image draws its noise from its own seed, so the mask does not
-  depend on ``batch``; a batch that runs out of memory is split and rerun;
-- ``faithfulness``: deletion and insertion curves and scores (20 cells a step);
+  terms, L1 + bilateral TV + decaying L2, Nesterov steps or an Armijo line
+  search). The path images run in batches of at most ``batch`` with a
+  backward per batch, so at most ``batch`` path graphs are alive at once (the
+  reference keeps all of them). The noise comes from a seed per path image
+  or from one generator drawn in path order, so the mask does not depend on
+  ``batch`` either way; a batch that runs out of memory is split and rerun;
+- ``faithfulness``: deletion and insertion curves and scores (ours or the
+  released definition; ties by a stated rule, ``cell_order``);
 - ``gradient_saliency`` and ``attention_saliency``: simple baselines;
-- ``plausibility``: pointing game and mass in a ground-truth mask.
+- ``plausibility``: pointing game and mass in a ground-truth mask;
+- ``compare_configs``: heatmaps of one question under several configs, side by side.
 
 Conventions: images are ``[3, H, W]`` float tensors in 0..1
 (``vlmscope.pixels.image_tensor``); maps returned to users are importance maps
@@ -50,7 +60,9 @@ STOP_WORDS = ("the", "and", "of", "a", "an", "this", "that", "is", "with")
 # ---------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class HeatmapConfig:
-    """Every knob of the heatmap. Defaults: the reference README's run (iGOS+).
+    """Every knob of the heatmap. Field defaults: the "vlmscope" preset (iGOS+ at the reference
+    README's hyperparameters, with this library's choices); ``HeatmapConfig.preset("reference")``
+    follows the released code's definitions (docs/fidelity.md, "Heatmaps").
 
     The reference's ``args.py`` defaults differ (L1 0.1, L2 1.0, L3 20,
     gamma 0.2, ig_iter 5, momentum 3): ``HeatmapConfig.reference_args()``.
@@ -65,22 +77,44 @@ class HeatmapConfig:
     l3: float = 10.0  # bilateral total variation
     gamma: float = 1.0
     momentum: float = 5.0  # Nesterov: e_i = i / (i + momentum)
-    lr: float = 10.0
+    lr: float = 10.0  # Nesterov step; the line search's first trial step
     noise: float = 0.2  # std of Gaussian noise on path images, normalised pixel units
     baseline: str = "blur"  # "blur" | "black" | "noise"
     btv_sigma: float = 0.01
     threshold: float = 1.0  # token selection: log-prob gain over the baseline
     single_token_ratio: float = 0.5  # single-token answers: keep when p(y|B) <= ratio * p(y|I)
-    drop_first: bool = True
+    drop_first: bool = True  # token selection: never select answer position 0 (the first release)
     batch: int = 8  # path images per forward + backward (a speed/memory knob: the mask does not depend on it)
     attn_implementation: str | None = "sdpa"  # attention kernels while optimising; None = as loaded
     seed: int = 0
+    # -- the released code's definitions against this library's (docs/fidelity.md) --
+    btv: str = "ours"  # "ours": symmetric edge weights on [0, 1] pixels, no 1/2;
+    #                    "released": 1/2 x (four terms), edge weights on the processor-normalised
+    #                    image, vertical exp(-(mean_c dI)^2/s), horizontal mean_c exp(-dI^2/s)
+    blur_uint8: bool = False  # the blurred baseline made on the uint8 image and rounded (released)
+    combine: str = "product"  # iGOS++ combined term: "product" up(Md*Mi) | "upsampled" up(Md)*up(Mi)
+    step: str = "nesterov"  # "nesterov" (the released code's only working update) | "armijo"
+    ls_beta: float = 1e-4  # Armijo: accept when loss(new) <= loss - ls_beta * step * |grad|^2
+    ls_decay: float = 0.2  # Armijo: step *= ls_decay after a rejected trial
+    ls_min: float = 1e-5  # Armijo: smallest step tried
+    noise_seeds: str = "per-image"  # "per-image": a seed per path image (noise_seed) |
+    #                                 "shared": one generator drawn in path order (released)
+    deletion_metric: str = "ours"  # faithfulness: "ours" (nearest cells, mean of all steps) |
+    #                                "released" (bilinear cells, steps weighted by cells changed)
+    tie_seed: int | None = None  # faithfulness: equal mask values in a seeded random order
+    #                              (None: by cell index, row-major)
 
     def __post_init__(self):
         if self.method not in ("igos+", "igos++"):
             raise ValueError(f"method must be 'igos+' or 'igos++', not {self.method!r}")
         if self.baseline not in ("blur", "black", "noise"):
             raise ValueError(f"baseline must be 'blur', 'black' or 'noise', not {self.baseline!r}")
+        for name, allowed in (("btv", ("ours", "released")), ("combine", ("product", "upsampled")),
+                              ("step", ("nesterov", "armijo")),
+                              ("noise_seeds", ("per-image", "shared")),
+                              ("deletion_metric", ("ours", "released"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
         for name in ("size", "ig_iter", "batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -96,6 +130,8 @@ class HeatmapConfig:
             raise ValueError("HeatmapConfig threshold must be a number, not NaN")
         if self.seed < 0:
             raise ValueError(f"HeatmapConfig seed must be >= 0, not {self.seed}")
+        if not (0 < self.ls_decay < 1) or self.ls_min <= 0 or self.ls_beta < 0:
+            raise ValueError("line search: ls_decay must be in (0, 1), ls_min > 0, ls_beta >= 0")
         check_attention_name(self.attn_implementation)
 
     def result_fields(self) -> dict:
@@ -107,7 +143,8 @@ class HeatmapConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeatmapConfig":
-        """From ``asdict`` output, also of files written before ``batch`` replaced ``chunk``."""
+        """From ``asdict`` output, also of files written before ``batch`` replaced ``chunk``
+        (and before the fields of the presets: they take the values those files were made with)."""
         d = dict(d)
         if "chunk" in d:  # path points per backward: 2 (iGOS+) or 4 (iGOS++) images each
             chunk = d.pop("chunk")
@@ -122,6 +159,41 @@ class HeatmapConfig:
         """The reference code's ``args.py`` defaults (not those of its README run)."""
         base = dict(l1=0.1, l2=1.0, l3=20.0, gamma=0.2, ig_iter=5, momentum=3.0)
         return cls(**{**base, **kw})
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> "HeatmapConfig":
+        """A named set of definitions, then ``kw`` on top.
+
+        ``"reference"``: the released code (bytedance/LVLM_Interpretation) as it
+        runs: its bilateral TV, the uint8 blur, up(Md)*up(Mi) for iGOS++,
+        Nesterov, one noise generator drawn in path order, attention kernels as
+        loaded, its deletion/insertion metric (precedence bug fixed), and the
+        current release's token rule (position 0 may be selected).
+        ``"vlmscope"``: the field defaults (see docs/fidelity.md for each
+        difference and its measured effect).
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown heatmap preset {name!r}: one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **kw})
+
+    def switches(self) -> dict:
+        """The fields where this config differs from the "reference" preset (what a preset
+        comparison changes), e.g. ``{"step": "armijo"}``."""
+        ref = asdict(HeatmapConfig.preset("reference"))
+        return {k: v for k, v in asdict(self).items() if ref[k] != v and k not in _NOT_SWITCHES}
+
+
+# fields that are settings of a run, not definitions (left out of ``switches``)
+_NOT_SWITCHES = ("method", "size", "iterations", "ig_iter", "l1", "l2", "l3", "gamma", "momentum",
+                 "lr", "noise", "baseline", "btv_sigma", "threshold", "single_token_ratio", "batch",
+                 "seed", "ls_beta", "ls_decay", "ls_min", "tie_seed")
+
+PRESETS = {
+    "vlmscope": {},
+    "reference": dict(btv="released", blur_uint8=True, combine="upsampled", step="nesterov",
+                      noise_seeds="shared", attn_implementation=None, deletion_metric="released",
+                      drop_first=False),
+}
 
 
 # -------------------------------------------------------------------- baselines
@@ -160,17 +232,31 @@ def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tenso
     return out.transpose(1, 2).contiguous()
 
 
-def make_baseline(image: torch.Tensor, kind: str = "blur", seed: int = 0) -> torch.Tensor:
-    """The baseline image B for ``image [3, H, W]``: blurred, black or uniform noise."""
+def make_baseline(image: torch.Tensor, kind: str = "blur", seed: int = 0,
+                  uint8: bool = False) -> torch.Tensor:
+    """The baseline image B for ``image [3, H, W]``: blurred, black or uniform noise.
+
+    ``uint8`` (blur only): blur the 8-bit image and round to 8 bits, as the
+    released code does (OpenCV ``GaussianBlur`` on a uint8 array: reflect-101
+    borders, result rounded half to even); otherwise a float blur.
+    """
     if kind == "blur":
         k = blur_kernel_size(image.shape[-1])
-        return gaussian_blur(image, k, float(k - 1))
+        if not uint8:
+            return gaussian_blur(image, k, float(k - 1))
+        levels = torch.round(image.double() * 255).clamp(0, 255)
+        return (torch.round(gaussian_blur(levels, k, float(k - 1))).clamp(0, 255) / 255).to(image.dtype)
     if kind == "black":
         return torch.zeros_like(image)
     if kind == "noise":
         gen = torch.Generator().manual_seed(seed)
         return torch.rand(image.shape, generator=gen).to(image)
     raise ValueError(f"baseline must be 'blur', 'black' or 'noise', not {kind!r}")
+
+
+def config_baseline(image: torch.Tensor, config: "HeatmapConfig") -> torch.Tensor:
+    """``make_baseline`` with a config's kind, seed and uint8 rule."""
+    return make_baseline(image, config.baseline, config.seed, uint8=config.blur_uint8)
 
 
 # ------------------------------------------------------------------- objective
@@ -214,17 +300,19 @@ class Objective:
         self.targets = self.answer_ids[self.positions].to(vlm.device)
         self.forwards = 0  # images run through the model (for benchmarks)
 
-    def logprobs(self, images: torch.Tensor, noise: float = 0.0, seeds=None) -> torch.Tensor:
+    def logprobs(self, images: torch.Tensor, noise: float = 0.0, seeds=None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """``[B, n_positions]`` log-probabilities; ``noise``: Gaussian std added to the model's
         (normalised) pixel inputs, drawn with ``seeds`` (one int per image) from a generator
-        of each image's own, or from torch's global generator when ``seeds`` is None."""
+        of each image's own, else from ``generator`` (image after image), else from torch's
+        global generator."""
         adapter = self.vlm.adapter
         pix = [adapter.pixel_inputs(img, self.inputs) for img in images]
         if noise:
             if seeds is not None and len(seeds) != len(pix):
                 raise ValueError(f"{len(seeds)} seeds for {len(pix)} images")
             gens = ([torch.Generator(device=images.device).manual_seed(int(sd)) for sd in seeds]
-                    if seeds is not None else [None] * len(pix))
+                    if seeds is not None else [generator] * len(pix))
             pix = [{k: (v + noise * torch.randn(v.shape, generator=g, device=v.device,
                                                 dtype=torch.float32).to(v.dtype)
                         if v.is_floating_point() else v) for k, v in p.items()}
@@ -299,7 +387,7 @@ def select_tokens(vlm, prepared, answer=None, baseline: torch.Tensor | None = No
     ids = _answer_ids(vlm, prepared, answer)
     image = image_tensor(prepared.image, vlm.device)
     if baseline is None:
-        baseline = make_baseline(image, config.baseline, config.seed)
+        baseline = config_baseline(image, config)
     obj = Objective(vlm, prepared, ids, range(len(ids)))
     lp = obj.logprobs(torch.stack([image, baseline.to(image)])).cpu()
     lp_i, lp_b = lp[0].tolist(), lp[1].tolist()
@@ -337,26 +425,56 @@ def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return up.reshape(*lead, height, width)
 
 
-def bilateral_tv(mask: torch.Tensor, image: torch.Tensor, sigma: float = 0.01) -> torch.Tensor:
+def bilateral_tv(mask: torch.Tensor, image: torch.Tensor, sigma: float = 0.01,
+                 form: str = "ours") -> torch.Tensor:
     """Squared differences of the coarse mask plus image-edge-weighted ones of the upsampled mask.
 
-    The weight of a pixel pair is ``exp(-|dI|^2 / sigma)`` (``|dI|^2``: squared
-    difference averaged over channels), so the mask may change across image edges.
+    ``form="ours"``: the weight of a pixel pair is ``exp(-|dI|^2 / sigma)``
+    (``|dI|^2``: squared difference averaged over channels), the same rule in
+    both directions, and the four terms are summed. ``form="released"`` (the
+    released ``bilateral_tv_norm``): vertical pairs weigh
+    ``exp(-(mean_c dI)^2 / sigma)``, horizontal pairs ``mean_c exp(-dI_c^2 / sigma)``,
+    and the result is half the sum. ``image`` is whatever the weights are computed
+    on: [0, 1] pixels (ours) or the processor-normalised image (``edge_image``).
     """
     tv = ((mask[..., 1:, :] - mask[..., :-1, :]) ** 2).mean() + \
          ((mask[..., :, 1:] - mask[..., :, :-1]) ** 2).mean()
     up = upsample(mask, image.shape[-2], image.shape[-1])
-    wv = torch.exp(-((image[:, 1:, :] - image[:, :-1, :]) ** 2).mean(0) / sigma)
-    wh = torch.exp(-((image[:, :, 1:] - image[:, :, :-1]) ** 2).mean(0) / sigma)
+    dv = image[:, 1:, :] - image[:, :-1, :]
+    dh = image[:, :, 1:] - image[:, :, :-1]
+    if form == "ours":
+        wv = torch.exp(-(dv ** 2).mean(0) / sigma)
+        wh = torch.exp(-(dh ** 2).mean(0) / sigma)
+    elif form == "released":
+        wv = torch.exp(-dv.mean(0) ** 2 / sigma)
+        wh = torch.exp(-dh ** 2 / sigma).mean(0)
+    else:
+        raise ValueError(f"bilateral TV form must be 'ours' or 'released', not {form!r}")
     btv = (wv * (up[..., 1:, :] - up[..., :-1, :]) ** 2).mean() + \
           (wh * (up[..., :, 1:] - up[..., :, :-1]) ** 2).mean()
-    return tv + btv
+    return tv + btv if form == "ours" else 0.5 * (tv + btv)
+
+
+def edge_image(vlm, image: torch.Tensor, config: "HeatmapConfig") -> torch.Tensor:
+    """What the bilateral TV's edge weights are computed on: the [0, 1] image (ours) or, for
+    ``btv="released"``, the image rescaled and normalised as the model's processor does (in
+    the original pixel grid; the organism's processor does not resample, so it is the
+    processor's own tensor there)."""
+    if config.btv != "released":
+        return image
+    from .pixels import normalized
+
+    ip = getattr(getattr(vlm, "processor", None), "image_processor", None)
+    if ip is None or not hasattr(ip, "image_mean"):
+        raise ValueError("btv='released' needs the model's image processor (image_mean/image_std) "
+                         "to normalise the edge image; use btv='ours'")
+    return normalized(image, ip)
 
 
 def regulariser(mask: torch.Tensor, image: torch.Tensor, config: HeatmapConfig, iteration: int):
-    """``(l1, btv, l2)`` terms (each a scalar tensor) at an iteration."""
+    """``(l1, btv, l2)`` terms (each a scalar tensor) at an iteration; ``image``: the edge image."""
     l1 = config.l1 * (1 - mask).abs().mean()
-    btv = config.l3 * bilateral_tv(mask, image, config.btv_sigma)
+    btv = config.l3 * bilateral_tv(mask, image, config.btv_sigma, config.btv)
     l2 = config.l2 * math.exp(-config.gamma * iteration) * ((1 - mask) ** 2).sum()
     return l1, btv, l2
 
@@ -380,10 +498,17 @@ class Heatmap:
         return self.selection.skipped
 
     def importance(self) -> np.ndarray:
-        """``[H, W]`` importance in original pixels: 1 - the upsampled mask (high = important)."""
+        """``[H, W]`` importance in original pixels: 1 - the upsampled mask (high = important).
+
+        iGOS++ with ``combine="upsampled"``: 1 - up(Md) * up(Mi), the product the
+        optimisation saw; otherwise 1 - up(mask)."""
         if self.mask is None:
             raise ValueError(f"no heatmap: the sample was skipped ({self.skipped})")
         w, h = self.image_size
+        if self.config.combine == "upsampled" and {"deletion", "insertion"} <= set(self.masks):
+            md, mi = (upsample(torch.from_numpy(np.asarray(self.masks[k])).float(), h, w)
+                      for k in ("deletion", "insertion"))
+            return 1.0 - (md * mi).numpy()
         return 1.0 - upsample(torch.from_numpy(self.mask).float(), h, w).numpy()
 
     def save(self, path) -> None:
@@ -429,16 +554,19 @@ def noise_seed(seed: int, iteration: int, term: int, k: int) -> int:
 
 
 def _combined(masks: dict) -> torch.Tensor:
-    """The explaining mask: iGOS+'s single mask, or iGOS++'s deletion x insertion product."""
+    """The coarse explaining mask: iGOS+'s single mask, or iGOS++'s deletion x insertion product
+    (what the regulariser sees and what the released code returns)."""
     return masks["single"] if "single" in masks else masks["deletion"] * masks["insertion"]
 
 
 def _terms(masks: dict) -> list[tuple[str, str, float]]:
-    """(kind, mask, weight) of each integrated-gradient term: iGOS+ one mask; iGOS++ two and their product."""
+    """(kind, mask, weight) of each integrated-gradient term, in the released code's order:
+    iGOS+ deletion then insertion; iGOS++ the product's deletion and insertion, then each
+    mask's own (the product's terms and the masks' own each weigh 1/2)."""
     if "single" in masks:
         return [("deletion", "single", 1.0), ("insertion", "single", 1.0)]
-    return [("deletion", "deletion", 0.5), ("deletion", "both", 0.5),
-            ("insertion", "insertion", 0.5), ("insertion", "both", 0.5)]
+    return [("deletion", "both", 0.5), ("insertion", "both", 0.5),
+            ("deletion", "deletion", 0.5), ("insertion", "insertion", 0.5)]
 
 
 def out_of_memory(error: BaseException) -> bool:
@@ -458,7 +586,8 @@ def _balanced(remaining: int, batch: int) -> int:
 
 
 def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, masks: dict,
-                  config: HeatmapConfig, iteration: int = 0, state: dict | None = None) -> dict:
+                  config: HeatmapConfig, iteration: int = 0, state: dict | None = None,
+                  backward: bool = True) -> dict:
     """Accumulate the gradient of the integrated deletion-minus-insertion term into ``masks``.
 
     ``masks``: {"single": M} (iGOS+) or {"deletion": Md, "insertion": Mi}
@@ -466,31 +595,40 @@ def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, m
     ``ig_iter`` path images of every term (2 terms for iGOS+, 4 for iGOS++)
     run at most ``config.batch`` at a time in balanced batches, with a
     ``backward`` per batch. Noise: one seed per path image
-    (``noise_seed(config.seed, iteration, term, k)``). A batch that runs out
-    of memory is rerun in halves (the gradients it had added are restored
-    first) and the smaller size is kept in ``state["batch"]`` for later calls.
+    (``noise_seed(config.seed, iteration, term, k)``), or with
+    ``noise_seeds="shared"`` the generator ``state["generator"]`` drawn image
+    after image in path order. A batch that runs out of memory is rerun in
+    halves (the gradients it had added and the generator are restored first)
+    and the smaller size is kept in ``state["batch"]`` for later calls.
+    ``backward=False``: values only (no graph; the line search's trials).
     Returns the terms' values ``{"deletion": D, "insertion": I}``.
     """
     n = config.ig_iter
     h, w = image.shape[-2:]
     terms = _terms(masks)
-    todo = [(t, k) for t in range(len(terms)) for k in range(1, n + 1)]  # deletion first, as the reference
+    todo = [(t, k) for t in range(len(terms)) for k in range(1, n + 1)]  # the released order
     state = state if state is not None else {}
     batch = state.setdefault("batch", config.batch)
+    gen = state.get("generator")
     totals = {"deletion": 0.0, "insertion": 0.0}
     pos = 0
     while pos < len(todo):
         size = _balanced(len(todo) - pos, batch)
         part = todo[pos:pos + size]
         before = {key: None if m.grad is None else m.grad.clone() for key, m in masks.items()}
+        gen_state = gen.get_state() if gen is not None else None
         forwards = obj.forwards
         try:
-            values = _path_batch(obj, image, baseline, masks, terms, part, config, iteration, (h, w))
+            with torch.set_grad_enabled(backward):
+                values = _path_batch(obj, image, baseline, masks, terms, part, config, iteration,
+                                     (h, w), gen, backward)
         except Exception as e:  # noqa: BLE001 - only memory errors are handled; the rest re-raised
             if not out_of_memory(e) or size == 1:
                 raise
             for key, m in masks.items():
                 m.grad = before[key]
+            if gen is not None:
+                gen.set_state(gen_state)
             obj.forwards = forwards
             batch = state["batch"] = max(1, size // 2)
             del e
@@ -504,13 +642,24 @@ def path_gradient(obj: Objective, image: torch.Tensor, baseline: torch.Tensor, m
     return totals
 
 
-def _path_batch(obj, image, baseline, masks, terms, part, config, iteration, hw) -> list[float]:
-    """Forward and backward of one batch of path images ``part`` [(term, k)]; their scores."""
-    n = config.ig_iter
+def _up_masks(masks: dict, keys, hw, combine: str) -> dict:
+    """Upsampled masks ``[1, H, W]`` for ``keys``; "both" per ``combine``."""
     ups = {}
-    for key in {terms[t][1] for t, _ in part}:
-        m = masks["deletion"] * masks["insertion"] if key == "both" else masks[key]
-        ups[key] = upsample(m, *hw)[None]  # [1, H, W]
+    for key in keys:
+        if key == "both":
+            m = (upsample(masks["deletion"], *hw) * upsample(masks["insertion"], *hw)
+                 if combine == "upsampled" else upsample(masks["deletion"] * masks["insertion"], *hw))
+        else:
+            m = upsample(masks[key], *hw)
+        ups[key] = m[None]
+    return ups
+
+
+def _path_batch(obj, image, baseline, masks, terms, part, config, iteration, hw, gen=None,
+                backward=True) -> list[float]:
+    """Forward (and backward) of one batch of path images ``part`` [(term, k)]; their scores."""
+    n = config.ig_iter
+    ups = _up_masks(masks, {terms[t][1] for t, _ in part}, hw, config.combine)
     images, coefs = [], []
     for t, k in part:
         kind, key, weight = terms[t]
@@ -521,10 +670,43 @@ def _path_batch(obj, image, baseline, masks, terms, part, config, iteration, hw)
         else:
             images.append(baseline * wgt + image * (1 - wgt))
             coefs.append(-weight / n)
-    seeds = [noise_seed(config.seed, iteration, t, k) for t, k in part]
-    s = obj.score(torch.stack(images), noise=config.noise, seeds=seeds)  # [b]
-    (s * torch.tensor(coefs, dtype=s.dtype, device=s.device)).sum().backward()
+    if config.noise_seeds == "shared":
+        s = obj.score(torch.stack(images), noise=config.noise, generator=gen)
+    else:
+        seeds = [noise_seed(config.seed, iteration, t, k) for t, k in part]
+        s = obj.score(torch.stack(images), noise=config.noise, seeds=seeds)  # [b]
+    if backward:
+        (s * torch.tensor(coefs, dtype=s.dtype, device=s.device)).sum().backward()
     return s.detach().double().cpu().tolist()
+
+
+def line_search(obj, image, baseline, masks: dict, grads: dict, loss: float, config: HeatmapConfig,
+                iteration: int, state: dict, edges: torch.Tensor) -> tuple[float, int]:
+    """Backtracking (Armijo) step along ``-grads``: ``(step, trials)``.
+
+    Starting at ``config.lr``, a trial ``M' = clip(M - step * g, 0, 1)`` is
+    accepted when ``loss(M') <= loss(M) - ls_beta * step * |g|^2`` (the released
+    ``line_search``'s condition, with its constants as defaults); otherwise
+    ``step *= ls_decay``, down to ``ls_min`` (then the smallest step is taken).
+    ``loss`` is deletion - insertion + regulariser at ``M``, evaluated with the
+    same noise draws as the gradient (so the test compares like with like).
+    """
+    sq = sum(float((g.double() ** 2).sum()) for g in grads.values())
+    step, trials = float(config.lr), 0
+    gen = state.get("generator")
+    start = state.get("iteration_generator_state")
+    with torch.no_grad():
+        while True:
+            trial = {k: (m - step * grads[k]).clamp(0, 1) for k, m in masks.items()}
+            if gen is not None and start is not None:
+                gen.set_state(start)
+            terms = path_gradient(obj, image, baseline, trial, config, iteration, state, backward=False)
+            l1, btv, l2 = regulariser(_combined(trial), edges, config, iteration)
+            value = terms["deletion"] - terms["insertion"] + float(l1 + btv + l2)
+            trials += 1
+            if value <= loss - config.ls_beta * step * sq or step * config.ls_decay < config.ls_min:
+                return step, trials
+            step *= config.ls_decay
 
 
 def _free_memory(device: torch.device) -> None:
@@ -548,7 +730,7 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
     """
     image = image_tensor(prepared.image, vlm.device)
     if baseline is None:
-        baseline = make_baseline(image, config.baseline, config.seed)
+        baseline = config_baseline(image, config)
     baseline = baseline.to(image)
     if selection is None:
         selection = select_tokens(vlm, prepared, answer, baseline, config)
@@ -556,11 +738,14 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
     if not selection.positions:
         return Heatmap(None, selection, config, size)
     obj = Objective(vlm, prepared, torch.tensor(selection.answer_ids), selection.positions)
+    edges = edge_image(vlm, image, config)
     names = ("single",) if config.method == "igos+" else ("deletion", "insertion")
     masks = {k: torch.ones(config.size, config.size, device=image.device, requires_grad=True)
              for k in names}
     theta_prev = {k: m.detach().clone() for k, m in masks.items()}
     trace, history, state = [], [], {"batch": config.batch}
+    if config.noise_seeds == "shared":
+        state["generator"] = torch.Generator(device=image.device).manual_seed(config.seed)
     params = [p for p in vlm.model.parameters() if p.requires_grad]
     for p in params:  # only the mask needs gradients: no weight-gradient work or memory
         p.requires_grad_(False)
@@ -569,18 +754,35 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
 
         with attention_implementation(vlm.model, config.attn_implementation):
             for it in tqdm(range(config.iterations), desc="iGOS", disable=not progress):
+                if "generator" in state:
+                    state["iteration_generator_state"] = state["generator"].get_state()
                 terms = path_gradient(obj, image, baseline, masks, config, it, state)
-                l1, btv, l2 = regulariser(_combined(masks), image, config, it)
+                l1, btv, l2 = regulariser(_combined(masks), edges, config, it)
                 (l1 + btv + l2).backward()
-                trace.append({**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item(),
-                              "batch": state["batch"]})
-                e = it / (it + config.momentum)
-                with torch.no_grad():
-                    for k, m in masks.items():
-                        theta = m - config.lr * m.grad
-                        m.copy_((theta + e * (theta - theta_prev[k])).clamp(0, 1))
-                        theta_prev[k] = theta
-                        m.grad = None
+                row = {**terms, "l1": l1.item(), "btv": btv.item(), "l2": l2.item(),
+                       "batch": state["batch"]}
+                grads = {k: m.grad.detach().clone() for k, m in masks.items()}
+                if config.step == "armijo":
+                    loss = terms["deletion"] - terms["insertion"] + row["l1"] + row["btv"] + row["l2"]
+                    after = state["generator"].get_state() if "generator" in state else None
+                    step, trials = line_search(obj, image, baseline, masks, grads, loss, config,
+                                               it, state, edges)
+                    if after is not None:  # the next iteration draws as without the search
+                        state["generator"].set_state(after)
+                    row.update(step=step, trials=trials)
+                    with torch.no_grad():
+                        for k, m in masks.items():
+                            m.copy_((m - step * grads[k]).clamp(0, 1))
+                            m.grad = None
+                else:
+                    e = it / (it + config.momentum)
+                    with torch.no_grad():
+                        for k, m in masks.items():
+                            theta = m - config.lr * grads[k]
+                            m.copy_((theta + e * (theta - theta_prev[k])).clamp(0, 1))
+                            theta_prev[k] = theta
+                            m.grad = None
+                trace.append(row)
                 if keep_history:
                     history.append(_combined(masks).detach().cpu().numpy().copy())
     finally:
@@ -595,59 +797,111 @@ def igos(vlm, prepared, answer=None, config: HeatmapConfig = HeatmapConfig(), *,
 # --------------------------------------------------------------- faithfulness
 @dataclass
 class Faithfulness:
-    """Deletion and insertion curves (normalised per step) and their means."""
+    """Deletion and insertion curves (normalised per step) and their weighted means."""
 
-    deletion_curve: np.ndarray
+    deletion_curve: np.ndarray  # at each count of cells changed (``counts``), 0 first
     insertion_curve: np.ndarray
     deletion_raw: np.ndarray  # mean probability of the selected tokens per step
     insertion_raw: np.ndarray
     original: float
     baseline: float
     cells_per_step: int
+    counts: np.ndarray | None = None  # cells changed at each curve point
+    weights: np.ndarray | None = None  # each point's weight in the score (sums to 1)
+    definition: str = "ours"
+    tie_seed: int | None = None
+
+    def _mean(self, curve) -> float:
+        if self.weights is None:
+            return float(np.mean(curve))
+        return float(np.sum(np.asarray(curve) * self.weights))
 
     @property
     def deletion(self) -> float:
-        """Mean normalised deletion score (lower = better)."""
-        return float(np.mean(self.deletion_curve))
+        """Normalised deletion score (lower = better)."""
+        return self._mean(self.deletion_curve)
 
     @property
     def insertion(self) -> float:
-        """Mean normalised insertion score (higher = better)."""
-        return float(np.mean(self.insertion_curve))
+        """Normalised insertion score (higher = better)."""
+        return self._mean(self.insertion_curve)
 
 
-def cell_order(mask: np.ndarray) -> np.ndarray:
-    """Mask cells from most to least important (lowest mask value first; ties by index)."""
-    return np.argsort(np.asarray(mask, dtype=np.float64).ravel(), kind="stable")
+def cell_order(mask: np.ndarray, tie_seed: int | None = None) -> np.ndarray:
+    """Mask cells from most to least important (lowest mask value first).
+
+    Equal values: by cell index (row-major) when ``tie_seed`` is None, else in
+    a random order drawn from ``numpy.random.default_rng(tie_seed)``. (The
+    released code sorts with ``torch.argsort``, whose order among equal values
+    is not defined.)
+    """
+    values = np.asarray(mask, dtype=np.float64).ravel()
+    if tie_seed is None:
+        return np.argsort(values, kind="stable")
+    key = np.random.default_rng(tie_seed).permutation(values.size)
+    return np.lexsort((key, values))
+
+
+def metric_steps(n_cells: int, cells_per_step: int, definition: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, weights)``: cells changed at each curve point and the point's weight in the score.
+
+    "ours": 0, s, 2s, ..., n cells (``s = cells_per_step``), every point
+    weighing the same. "released" (the released ``metric``): step
+    ``s = max(1, n // 50)``; the points after each step score with the number
+    of cells that step changed, divided by n (the released code adds
+    ``n - pixels`` instead of the last step's score times its cells, an
+    operator-precedence slip, fixed here); the point at 0 (nothing changed)
+    is drawn but weighs nothing.
+    """
+    if definition == "ours":
+        counts = np.array(list(range(0, n_cells, cells_per_step)) + [n_cells])
+        return counts, np.full(len(counts), 1.0 / len(counts))
+    if definition == "released":
+        step = max(1, n_cells // 50)
+        counts = np.array([0] + [min(c, n_cells) for c in range(step, n_cells + step, step)])
+        return counts, np.r_[0.0, np.diff(counts) / n_cells]
+    raise ValueError(f"deletion_metric must be 'ours' or 'released', not {definition!r}")
 
 
 @torch.no_grad()
 def faithfulness(vlm, prepared, selection: Selection, mask: np.ndarray,
                  baseline: torch.Tensor | None = None, cells_per_step: int = 20,
-                 batch: int = 8, config: HeatmapConfig = HeatmapConfig()) -> Faithfulness:
-    """Deletion (image -> baseline) and insertion (baseline -> image), ``cells_per_step`` at a time.
+                 batch: int = 8, config: HeatmapConfig = HeatmapConfig(), *,
+                 definition: str | None = None, tie_seed: int | None = -1) -> Faithfulness:
+    """Deletion (image -> baseline) and insertion (baseline -> image), cell by cell.
 
     Each step scores the mean probability of the selected tokens and is
-    normalised as ``(s - s_baseline) / (s_original - s_baseline)``; the score
-    is the mean over all steps, first (nothing changed) and last (all cells)
-    included. Cells become pixels by nearest-neighbour upsampling of the grid.
+    normalised as ``(s - s_baseline) / (s_original - s_baseline)``.
+    ``definition`` (default ``config.deletion_metric``): "ours" changes
+    ``cells_per_step`` cells a step, cells become pixels by nearest-neighbour
+    upsampling, and the score is the mean over all steps, first (nothing
+    changed) and last (all cells) included; "released" follows the released
+    code (bilinear cells, step ``n // 50``, steps weighted by cells changed;
+    see ``metric_steps``). ``tie_seed`` (default ``config.tie_seed``): order of
+    equal mask values (``cell_order``).
     """
     if not selection.positions:
         raise ValueError(f"nothing to score: the sample was skipped ({selection.skipped})")
+    definition = config.deletion_metric if definition is None else definition
+    tie_seed = config.tie_seed if tie_seed == -1 else tie_seed
     image = image_tensor(prepared.image, vlm.device)
     if baseline is None:
-        baseline = make_baseline(image, config.baseline, config.seed)
+        baseline = config_baseline(image, config)
     baseline = baseline.to(image)
     obj = Objective(vlm, prepared, torch.tensor(selection.answer_ids), selection.positions)
     mask = np.asarray(mask)
     s_rows, s_cols = mask.shape
-    order = cell_order(mask)
-    counts = list(range(0, order.size, cells_per_step)) + [order.size]
+    order = cell_order(mask, tie_seed)
+    counts, weights = metric_steps(order.size, cells_per_step, definition)
     h, w = image.shape[-2:]
     cells = torch.zeros(len(counts), s_rows * s_cols, device=image.device)
     for j, c in enumerate(counts):
         cells[j, torch.as_tensor(order[:c], device=image.device)] = 1.0
-    changed = F.interpolate(cells.reshape(-1, 1, s_rows, s_cols), size=(h, w), mode="nearest")
+    cells = cells.reshape(-1, 1, s_rows, s_cols)
+    if definition == "released":
+        changed = F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=True)
+    else:
+        changed = F.interpolate(cells, size=(h, w), mode="nearest")
 
     def probs(images):
         out = [obj.logprobs(images[i:i + batch]).exp().mean(-1) for i in range(0, len(images), batch)]
@@ -660,7 +914,7 @@ def faithfulness(vlm, prepared, selection: Selection, mask: np.ndarray,
     denom = s_orig - s_base
     norm = (lambda s: (s - s_base) / denom) if abs(denom) > 1e-12 else (lambda s: s * np.nan)
     return Faithfulness(norm(deleted), norm(inserted), deleted, inserted, s_orig, s_base,
-                        cells_per_step)
+                        cells_per_step, counts, weights, definition, tie_seed)
 
 
 # ------------------------------------------------------------- simple baselines
@@ -727,3 +981,45 @@ def plausibility(importance: np.ndarray, target: np.ndarray) -> dict:
     return {"pointing": bool(total > 0 and target[peak].all()),
             "mass": float(imp[target].sum() / total) if total > 0 else float("nan"),
             "area": float(target.mean())}
+
+
+# ------------------------------------------------------------- comparing configs
+def rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two masks or maps (NaN when either is constant)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.ravel(a), np.ravel(b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
+
+
+def compare_configs(vlm, prepared, selection: Selection, configs: dict, target=None,
+                    baseline_name: str | None = None, faithful: bool = True) -> "pd.DataFrame":
+    """One heatmap per named config of the same question and positions, side by side.
+
+    Columns: the config's ``switches()`` (how it differs from the "reference"
+    preset), ``rho`` (Spearman of its coarse mask with that of
+    ``baseline_name``, default the first config), and with a boolean ``target``
+    mask the ``mass`` and ``pointing`` of its importance map; with ``faithful``
+    the deletion and insertion scores, all measured alike (the metric, tie rule and
+    baseline of the ``baseline_name`` config).
+    """
+    import pandas as pd
+
+    names = list(configs)
+    base = baseline_name or names[0]
+    maps = {k: igos(vlm, prepared, None, c, selection=selection) for k, c in configs.items()}
+    rows = []
+    for k, c in configs.items():
+        hm = maps[k]
+        row = {"config": k, "switches": ", ".join(f"{a}={b}" for a, b in c.switches().items()) or "—",
+               "rho": rank_agreement(hm.mask, maps[base].mask)}
+        if target is not None:
+            row.update({f"{m}": v for m, v in plausibility(hm.importance(), target).items()
+                        if m != "area"})
+        if faithful:
+            f = faithfulness(vlm, prepared, selection, hm.mask, config=configs[base])
+            row.update(deletion=f.deletion, insertion=f.insertion)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("config")
