@@ -3,6 +3,7 @@
     python -m vlmscope organism list
     python -m vlmscope organism evaluate [--model NAME] [--n N] [--seed S]
     python -m vlmscope organism train --model organism-vit-m --out DIR
+    python -m vlmscope organism train --model organism-vit-m8-lm --out DIR   (a training variant)
     python -m vlmscope organism train-zoo --out data/organism
     python -m vlmscope notebooks run [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda]] [--markdown]
@@ -36,14 +37,21 @@ def _organism(args) -> int:
 
     names = list(organism.ZOO) if args.action == "train-zoo" else [args.model]
     for name in names:
-        if name not in organism.ZOO:
-            raise SystemExit(f"unknown zoo member {name!r}; known: {', '.join(organism.ZOO)}")
-        vision, decoder = organism.ZOO[name]
-        overrides = {k: v for k, v in (("steps_a", args.steps_a), ("steps_b", args.steps_b),
-                                       ("steps_c", args.steps_c), ("batch", args.batch),
-                                       ("threads", args.threads), ("eval_every", args.eval_every))
-                     if v is not None}
-        cfg = TrainConfig(vision=vision, decoder=decoder, seed=args.seed, **overrides)
+        if name in organism.ZOO:
+            vision, decoder = organism.ZOO[name]
+            base = dict(vision=vision, decoder=decoder)
+        elif name in organism.VARIANTS:
+            base = dict(organism.VARIANTS[name])
+        else:
+            raise SystemExit(f"unknown zoo member or variant {name!r}; known: "
+                             f"{', '.join([*organism.ZOO, *organism.VARIANTS])}")
+        knobs = ("steps_a", "steps_t", "steps_p", "steps_b", "steps_c", "batch", "threads",
+                 "eval_every", "decoder", "system", "tower_from")
+        overrides = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
+        if overrides.get("decoder") not in (None, *organism.DECODERS):
+            raise SystemExit(f"unknown decoder {overrides['decoder']!r}; known: "
+                             f"{', '.join(organism.DECODERS)}")
+        cfg = TrainConfig(**{**base, **overrides}, seed=args.seed)
         root = Path(args.out)
         out = root / name if args.action == "train-zoo" else root
         towers = Path(args.tower_cache) if args.tower_cache else (
@@ -146,8 +154,14 @@ def main(argv=None) -> int:
     org.add_argument("--out", default="data/organism")
     org.add_argument("--tower-cache", default=None,
                      help="folder of stage-A towers shared across decoder sizes")
-    for knob in ("steps-a", "steps-b", "steps-c", "batch", "threads", "eval-every"):
+    for knob in ("steps-a", "steps-t", "steps-p", "steps-b", "steps-c", "batch", "threads",
+                 "eval-every"):
         org.add_argument(f"--{knob}", type=int, default=None)
+    org.add_argument("--decoder", default=None, help="decoder size for train (s, m, l, m8)")
+    org.add_argument("--tower-from", default=None,
+                     help="a trained member's directory whose vision tower replaces stage A")
+    org.add_argument("--system", default=None,
+                     help="system message spoken before the first turn (train; default none)")
 
     mo = sub.add_parser("models", help="the capability matrix; --selftest builds tiny models")
     mo.add_argument("--selftest", action="store_true")
