@@ -238,3 +238,27 @@ def test_tower_from_replaces_stage_a_with_a_trained_members_tower(tiny_specs, tm
     assert all(torch.equal(t1[k], t2[k]) for k in t1)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         Recipe(_cfg(tower_from=str(tmp_path / "nowhere")), tmp_path / "x", progress=False).run()
+
+
+def test_cli_trains_a_named_variant_with_its_options(monkeypatch, tmp_path):
+    from vlmscope import cli
+    from vlmscope.organism import VARIANTS
+    from vlmscope.organism.train import Recipe
+
+    seen = {}
+
+    def fake_run(self, evaluate=None):
+        seen["cfg"] = self.cfg
+        return {"total_seconds": 0.0}
+
+    monkeypatch.setattr(Recipe, "__init__", lambda self, cfg, out, **kw: setattr(self, "cfg", cfg))
+    monkeypatch.setattr(Recipe, "run", fake_run)
+    assert cli.main(["organism", "train", "--model", "organism-vit-m8-lm", "--out", str(tmp_path),
+                     "--steps-b", "7", "--batch", "16"]) == 0
+    cfg = seen["cfg"]
+    assert cfg.decoder == "m8" and cfg.system == VARIANTS["organism-vit-m8-lm"]["system"]
+    assert (cfg.steps_t, cfg.steps_p, cfg.steps_b, cfg.batch) == (1000, 300, 7, 16)
+    with pytest.raises(SystemExit, match="organism-vit-m8-lm"):
+        cli.main(["organism", "train", "--model", "organism-nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown decoder"):
+        cli.main(["organism", "train", "--decoder", "xl", "--out", str(tmp_path)])
