@@ -262,3 +262,23 @@ def test_cli_trains_a_named_variant_with_its_options(monkeypatch, tmp_path):
         cli.main(["organism", "train", "--model", "organism-nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="unknown decoder"):
         cli.main(["organism", "train", "--decoder", "xl", "--out", str(tmp_path)])
+
+
+def test_export_checkpoint_gives_a_loadable_model_of_the_last_checkpoint(tiny_specs, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from vlmscope.organism.train import export_checkpoint
+
+    r = Recipe(_cfg(steps_a=3, steps_b=6, ckpt_every=3), tmp_path / "run", progress=False)
+    r.run()
+    saved = load_file(tmp_path / "run" / "checkpoint" / "weights.safetensors")
+    info = export_checkpoint(tmp_path / "run", tmp_path / "exp")
+    assert info["done"] == ["A", "B"]
+    m = LlavaForConditionalGeneration.from_pretrained(tmp_path / "exp")
+    ours = m.state_dict()
+    ref = {k: v for k, v in r.model.state_dict().items()}
+    assert all(torch.equal(ours[k], ref[k]) for k in ref)
+    assert any(k.startswith("heads.") for k in saved)  # probe heads stay out of the model
+    assert json.loads((tmp_path / "exp" / "training.json").read_text())["exported_from_checkpoint"]
+    with pytest.raises(FileNotFoundError, match="no training checkpoint"):
+        export_checkpoint(tmp_path / "nothing", tmp_path / "exp2")

@@ -5,6 +5,7 @@
     python -m vlmscope organism train --model organism-vit-m --out DIR
     python -m vlmscope organism train --model organism-vit-m8-lm --out DIR   (a training variant)
     python -m vlmscope organism train-zoo --out data/organism
+    python -m vlmscope organism export --model RUN_DIR --out DIR   (a run's last checkpoint)
     python -m vlmscope notebooks run [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda]] [--markdown]
     python -m vlmscope run fractions|maps|knockout|compression|heatmaps|ablation|lens|lastpos --model M --n N --seed S --out DIR
@@ -33,7 +34,12 @@ def _organism(args) -> int:
         return 0
     from pathlib import Path
 
-    from .organism.train import Recipe, TrainConfig
+    from .organism.train import Recipe, TrainConfig, export_checkpoint
+
+    if args.action == "export":
+        print(json.dumps({k: v for k, v in export_checkpoint(args.model, args.out).items()
+                          if k != "config"}))
+        return 0
 
     names = list(organism.ZOO) if args.action == "train-zoo" else [args.model]
     for name in names:
@@ -147,7 +153,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     org = sub.add_parser("organism", help="the bundled model organism")
-    org.add_argument("action", choices=["list", "evaluate", "train", "train-zoo"])
+    org.add_argument("action", choices=["list", "evaluate", "train", "train-zoo", "export"],
+                     help="export: save a training run's (--model RUN_DIR) last checkpoint "
+                          "as a loadable model in --out")
     org.add_argument("--model", default="organism")
     org.add_argument("--n", type=int, default=100, help="fresh scenes to evaluate on")
     org.add_argument("--seed", type=int, default=None)

@@ -481,3 +481,38 @@ class Recipe:
         self.log["total_seconds"] = round(sum(s["seconds"] for s in self.log["stages"].values()), 1)
         self.log["parameters"] = sum(p.numel() for p in self.model.parameters())
         (self.out / "training.json").write_text(json.dumps(self.log, indent=2))
+
+
+def export_checkpoint(run: str | Path, out: str | Path) -> dict:
+    """Save a training run's last checkpoint as a loadable model in ``out``.
+
+    For measuring a run still in progress: reads ``run/checkpoint`` (never
+    writes there) and ``save_pretrained``s the model and processor; the
+    returned dict (also ``out/training.json``) says which stage and step.
+    """
+    from safetensors.torch import load_file
+
+    ckpt = Path(run) / "checkpoint"
+    if not (ckpt / "state.json").exists():
+        raise FileNotFoundError(f"{run}: no training checkpoint (no checkpoint/state.json)")
+    meta = json.loads((ckpt / "state.json").read_text())
+    c = dict(meta["config"])
+    c["labels"] = tuple(c["labels"])
+    c["curriculum"] = tuple(tuple(x) for x in c["curriculum"])
+    recipe = Recipe(TrainConfig(**c), Path(out), progress=False)
+    sd = load_file(ckpt / "weights.safetensors")
+    recipe.model.load_state_dict({k: v for k, v in sd.items() if not k.startswith("heads.")})
+    recipe.log = meta["log"]
+    stage = meta["stage"] or (meta["done"][-1] if meta["done"] else None)
+    info = {"run": str(run), "stage": stage, "step": meta["step"], "done": meta["done"],
+            "config": meta["config"]}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe.model.eval()
+    recipe.model.generation_config.max_new_tokens = 40
+    recipe.model.generation_config.do_sample = False
+    recipe.model.save_pretrained(out)
+    recipe.processor.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({"exported_from_checkpoint": info, **meta["log"]},
+                                                  indent=2))
+    return info
