@@ -95,3 +95,24 @@ def test_no_scenes_is_a_clear_error():
 
     with pytest.raises(ValueError, match="at least 1 scene"):
         measure(None, "x", n=0)
+
+
+@pytest.mark.slow
+def test_benchmark_script_merges_rows_into_json(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "organism_mechanisms.py"
+    spec = importlib.util.spec_from_file_location("organism_mechanisms", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps({"rows": {"earlier": {"model": "earlier"}}}))
+    assert mod.main(["--model", "organism-vit-s", "--name", "s", "--n", "1", "--eval-n", "0",
+                     "--ablation-n", "0", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["rows"]) == {"earlier", "s"} and data["paper"]["lens_best_share"] == 0.237
+    assert data["rows"]["s"]["ablation_lost"] is None and data["rows"]["s"]["accuracy"] is None
+    printed = capsys.readouterr().out
+    assert "| `s` | 2 |" in printed and "| `earlier` | - |" in printed

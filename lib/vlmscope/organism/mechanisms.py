@@ -155,12 +155,13 @@ def table_markdown(rows: list[dict]) -> str:
         a = (row.get("ablation_lost") or {}).get(rule, {})
         return "/".join(f"{a[k]['lost']}" if k in a else "-" for k in ("generative", "polling", "vqa"))
 
-    for r in rows:
-        f1 = r["knockout_f1_all_layers"]
+    for r in rows:  # a field a row lacks (an older or partial row) shows as "-"
+        f1 = r.get("knockout_f1_all_layers") or {}
         acc = r.get("accuracy") or {}
+        g = lambda k: r.get(k, "-")  # noqa: E731
         lines.append(
-            f"| `{r['model']}` | {r['n_layers']} | {acc.get('describe_f1', '-')} | "
-            f"{f1.get('img->gen')} | {f1.get('img->txt')} | {f1.get('img->txt+gen')} | "
-            f"{r['lens_best_share']} ({r['lens_best_layer']}) | {r['fractions_peak_image_layer']} | "
+            f"| `{r['model']}` | {g('n_layers')} | {acc.get('describe_f1', '-')} | "
+            f"{f1.get('img->gen', '-')} | {f1.get('img->txt', '-')} | {f1.get('img->txt+gen', '-')} | "
+            f"{g('lens_best_share')} ({g('lens_best_layer')}) | {g('fractions_peak_image_layer')} | "
             f"{lost(r, 'object+1')} | {lost(r, 'random')} |")
     return "\n".join(lines)
