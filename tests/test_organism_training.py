@@ -140,3 +140,145 @@ def test_multi_turn_batches_label_each_answer_and_do_not_leak(tiny_specs, tmp_pa
     # single-turn in stage B
     _, _, turn_b = r._qa_batch("B", 0)
     assert int(turn_b.max()) == 0
+
+
+# ------------------------------------------------------------ recipe options (variants)
+def test_default_recipe_is_the_bundled_members_recipe():
+    """The variant options are off by default: the bundled members' recorded recipe."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from vlmscope.organism import ZOO
+    from vlmscope.organism.build import CHAT_TEMPLATE, make_processor
+
+    root = Path(__file__).resolve().parents[1] / "data" / "organism"
+    for name, (vision, decoder) in ZOO.items():
+        recorded = json.loads((root / name / "training.json").read_text())["config"]
+        ours = json.loads(json.dumps(asdict(TrainConfig(vision=vision, decoder=decoder,
+                                                        threads=recorded["threads"]))))
+        assert {k: ours[k] for k in recorded} == recorded, name
+        assert (ours["system"], ours["steps_t"], ours["steps_p"], ours["tower_from"]) == ("", 0, 0, "")
+    proc = make_processor(VisionSpec("clip"))
+    bundled = json.loads((root / "organism-vit-m" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert proc.tokenizer.get_vocab() == bundled
+    assert proc.chat_template == CHAT_TEMPLATE
+
+
+def test_system_message_option_is_spoken_first_and_keeps_base_ids():
+    from vlmscope.organism.build import LLAVA_SYSTEM, make_processor, system_words
+
+    base, sys_ = make_processor(VisionSpec("clip")), make_processor(VisionSpec("clip"), LLAVA_SYSTEM)
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "describe the image ."}]}]
+    text = sys_.apply_chat_template(msgs, add_generation_prompt=True)
+    assert text.startswith(LLAVA_SYSTEM + " USER: <image>")
+    assert base.apply_chat_template(msgs, add_generation_prompt=True).startswith("USER: <image>")
+    ids = sys_.tokenizer(text)["input_ids"]
+    assert sys_.tokenizer.unk_token_id not in ids  # every system word is in the vocabulary
+    new = system_words(LLAVA_SYSTEM)
+    assert new and all(sys_.tokenizer.convert_tokens_to_ids(w) >= len(base.tokenizer) for w in new)
+    bv = base.tokenizer.get_vocab()
+    assert all(sys_.tokenizer.get_vocab()[w] == i for w, i in bv.items())
+    with pytest.raises(ValueError, match="template characters"):
+        make_processor(VisionSpec("clip"), "{{ evil }}")
+
+
+def test_deeper_decoder_spec_has_eight_layers():
+    from vlmscope.organism.build import DECODERS, make_config, make_processor
+
+    tok = make_processor(VisionSpec("clip")).tokenizer
+    cfg = make_config(VisionSpec("clip"), DECODERS["m8"], len(tok), tok)
+    assert cfg.text_config.num_hidden_layers == 8
+    assert cfg.text_config.hidden_size == DECODERS["m"].hidden
+
+
+def _snapshot(r):
+    return {k: v.clone() for k, v in r.model.state_dict().items()}
+
+
+def _changed(before, r, part):
+    after = r.model.state_dict()
+    return any(not torch.equal(before[k], after[k]) for k in before if part in k)
+
+
+def test_text_stage_trains_the_decoder_alone_on_the_scene_in_words(tiny_specs, tmp_path):
+    r = Recipe(_cfg(steps_a=0, steps_b=0, steps_t=3, lr_t=3e-3), tmp_path / "t", progress=False)
+    batch = r._text_batch(0)
+    texts = r.tok.batch_decode(batch["input_ids"], skip_special_tokens=True)
+    scenes = r._scenes("T", 0)
+    assert all(s.description().split(" . ")[0].replace(" ", "") in t.replace(" ", "")
+               for s, t in zip(scenes, texts))
+    assert not (batch["input_ids"] == r.model.config.image_token_id).any()
+    before = _snapshot(r)
+    log = r.run()
+    assert log["stages"]["T"]["steps"] == 3
+    assert _changed(before, r, "language_model") and _changed(before, r, "lm_head")
+    assert not _changed(before, r, "multi_modal_projector")
+    assert not _changed(before, r, "vision_tower")
+
+
+def test_projector_stage_trains_the_projector_alone_on_descriptions(tiny_specs, tmp_path):
+    r = Recipe(_cfg(steps_a=0, steps_b=0, steps_p=3, lr_p=3e-3), tmp_path / "p", progress=False)
+    batch, labels, _ = r._qa_batch("P", 0)
+    texts = r.tok.batch_decode(batch["input_ids"], skip_special_tokens=True)
+    assert all(t.count("describe the image") == 1 for t in texts)
+    before = _snapshot(r)
+    r.run()
+    assert _changed(before, r, "multi_modal_projector")
+    assert not _changed(before, r, "language_model") and not _changed(before, r, "vision_tower")
+
+
+def test_tower_from_replaces_stage_a_with_a_trained_members_tower(tiny_specs, tmp_path):
+    src = Recipe(_cfg(steps_a=3, steps_b=0), tmp_path / "src", progress=False)
+    src.run()
+    r = Recipe(_cfg(steps_b=0, tower_from=str(tmp_path / "src")), tmp_path / "dst", progress=False)
+    r._loss_a = lambda step: (_ for _ in ()).throw(AssertionError("stage A ran"))
+    log = r.run()
+    assert log["stages"]["A"]["tower_from"] == str(tmp_path / "src")
+    t1, t2 = src.model.model.vision_tower.state_dict(), r.model.model.vision_tower.state_dict()
+    assert all(torch.equal(t1[k], t2[k]) for k in t1)
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        Recipe(_cfg(tower_from=str(tmp_path / "nowhere")), tmp_path / "x", progress=False).run()
+
+
+def test_cli_trains_a_named_variant_with_its_options(monkeypatch, tmp_path):
+    from vlmscope import cli
+    from vlmscope.organism import VARIANTS
+    from vlmscope.organism.train import Recipe
+
+    seen = {}
+
+    def fake_run(self, evaluate=None):
+        seen["cfg"] = self.cfg
+        return {"total_seconds": 0.0}
+
+    monkeypatch.setattr(Recipe, "__init__", lambda self, cfg, out, **kw: setattr(self, "cfg", cfg))
+    monkeypatch.setattr(Recipe, "run", fake_run)
+    assert cli.main(["organism", "train", "--model", "organism-vit-m8-lm", "--out", str(tmp_path),
+                     "--steps-b", "7", "--batch", "16"]) == 0
+    cfg = seen["cfg"]
+    assert cfg.decoder == "m8" and cfg.system == VARIANTS["organism-vit-m8-lm"]["system"]
+    assert (cfg.steps_t, cfg.steps_p, cfg.steps_b, cfg.batch) == (1000, 300, 7, 16)
+    with pytest.raises(SystemExit, match="organism-vit-m8-lm"):
+        cli.main(["organism", "train", "--model", "organism-nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown decoder"):
+        cli.main(["organism", "train", "--decoder", "xl", "--out", str(tmp_path)])
+
+
+def test_export_checkpoint_gives_a_loadable_model_of_the_last_checkpoint(tiny_specs, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from vlmscope.organism.train import export_checkpoint
+
+    r = Recipe(_cfg(steps_a=3, steps_b=6, ckpt_every=3), tmp_path / "run", progress=False)
+    r.run()
+    saved = load_file(tmp_path / "run" / "checkpoint" / "weights.safetensors")
+    info = export_checkpoint(tmp_path / "run", tmp_path / "exp")
+    assert info["done"] == ["A", "B"]
+    m = LlavaForConditionalGeneration.from_pretrained(tmp_path / "exp")
+    ours = m.state_dict()
+    ref = {k: v for k, v in r.model.state_dict().items()}
+    assert all(torch.equal(ours[k], ref[k]) for k in ref)
+    assert any(k.startswith("heads.") for k in saved)  # probe heads stay out of the model
+    assert json.loads((tmp_path / "exp" / "training.json").read_text())["exported_from_checkpoint"]
+    with pytest.raises(FileNotFoundError, match="no training checkpoint"):
+        export_checkpoint(tmp_path / "nothing", tmp_path / "exp2")

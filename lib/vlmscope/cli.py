@@ -3,7 +3,9 @@
     python -m vlmscope organism list
     python -m vlmscope organism evaluate [--model NAME] [--n N] [--seed S]
     python -m vlmscope organism train --model organism-vit-m --out DIR
+    python -m vlmscope organism train --model organism-vit-m8-lm --out DIR   (a training variant)
     python -m vlmscope organism train-zoo --out data/organism
+    python -m vlmscope organism export --model RUN_DIR --out DIR   (a run's last checkpoint)
     python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
     python -m vlmscope run fractions|maps|knockout|compression|heatmaps|ablation|lens|lastpos --model M --n N --seed S --out DIR
@@ -46,21 +48,33 @@ def _organism(args) -> int:
         return 0
     from pathlib import Path
 
-    from .organism.train import Recipe, TrainConfig
+    from .organism.train import Recipe, TrainConfig, export_checkpoint
+
+    if args.action == "export":
+        print(json.dumps({k: v for k, v in export_checkpoint(args.model, args.out).items()
+                          if k != "config"}))
+        return 0
 
     from .validate import check_out_dir
 
     check_out_dir(args.out)
     names = list(organism.ZOO) if args.action == "train-zoo" else [args.model]
     for name in names:
-        if name not in organism.ZOO:
-            raise SystemExit(f"unknown zoo member {name!r}; known: {', '.join(organism.ZOO)}")
-        vision, decoder = organism.ZOO[name]
-        overrides = {k: v for k, v in (("steps_a", args.steps_a), ("steps_b", args.steps_b),
-                                       ("steps_c", args.steps_c), ("batch", args.batch),
-                                       ("threads", args.threads), ("eval_every", args.eval_every))
-                     if v is not None}
-        cfg = TrainConfig(vision=vision, decoder=decoder, seed=args.seed, **overrides)
+        if name in organism.ZOO:
+            vision, decoder = organism.ZOO[name]
+            base = dict(vision=vision, decoder=decoder)
+        elif name in organism.VARIANTS:
+            base = dict(organism.VARIANTS[name])
+        else:
+            raise SystemExit(f"unknown zoo member or variant {name!r}; known: "
+                             f"{', '.join([*organism.ZOO, *organism.VARIANTS])}")
+        knobs = ("steps_a", "steps_t", "steps_p", "steps_b", "steps_c", "batch", "threads",
+                 "eval_every", "decoder", "system", "tower_from")
+        overrides = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
+        if overrides.get("decoder") not in (None, *organism.DECODERS):
+            raise SystemExit(f"unknown decoder {overrides['decoder']!r}; known: "
+                             f"{', '.join(organism.DECODERS)}")
+        cfg = TrainConfig(**{**base, **overrides}, seed=args.seed)
         root = Path(args.out)
         out = root / name if args.action == "train-zoo" else root
         towers = Path(args.tower_cache) if args.tower_cache else (
@@ -173,16 +187,23 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     org = sub.add_parser("organism", help="the bundled model organism")
-    org.add_argument("action", choices=["list", "evaluate", "train", "train-zoo"])
+    org.add_argument("action", choices=["list", "evaluate", "train", "train-zoo", "export"],
+                     help="export: save a training run's (--model RUN_DIR) last checkpoint "
+                          "as a loadable model in --out")
     org.add_argument("--model", default="organism")
     org.add_argument("--n", type=_at_least(1), default=100, help="fresh scenes to evaluate on")
     org.add_argument("--seed", type=_at_least(0), default=None)
     org.add_argument("--out", default="data/organism")
     org.add_argument("--tower-cache", default=None,
                      help="folder of stage-A towers shared across decoder sizes")
-    for knob, least in (("steps-a", 0), ("steps-b", 0), ("steps-c", 0), ("batch", 1), ("threads", 1),
-                        ("eval-every", 0)):
+    for knob, least in (("steps-a", 0), ("steps-t", 0), ("steps-p", 0), ("steps-b", 0), ("steps-c", 0),
+                        ("batch", 1), ("threads", 1), ("eval-every", 0)):
         org.add_argument(f"--{knob}", type=_at_least(least), default=None)
+    org.add_argument("--decoder", default=None, help="decoder size for train (s, m, l, m8)")
+    org.add_argument("--tower-from", default=None,
+                     help="a trained member's directory whose vision tower replaces stage A")
+    org.add_argument("--system", default=None,
+                     help="system message spoken before the first turn (train; default none)")
 
     mo = sub.add_parser("models", help="the capability matrix; --selftest builds tiny models")
     mo.add_argument("--selftest", action="store_true")

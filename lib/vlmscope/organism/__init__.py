@@ -1,9 +1,24 @@
 """The bundled model organism: small genuine LLaVA models trained on the synthetic world."""
 
-from .build import DECODERS, VISION
+from .build import DECODERS, LLAVA_SYSTEM, VISION
 from .evaluate import content_probe, evaluate_generate, object_f1, parse_description
 
 ZOO = {f"organism-{v}-{d}": (v, d) for v in VISION for d in ("s", "m")}
+
+# Training variants: a name -> the ``TrainConfig`` fields that differ from the
+# recipe's defaults (docs/organism.md says what each tests). Not bundled unless
+# a variant shows the papers' mechanisms.
+VARIANTS = {
+    # depth alone: eight decoder layers, so the papers' layer windows have room
+    "organism-vit-m8": dict(vision="vit", decoder="m8"),
+    # LLaVA-1.5's system message before the first turn
+    "organism-vit-m-sys": dict(vision="vit", decoder="m", system=LLAVA_SYSTEM),
+    # the LLaVA pipeline: a decoder pretrained as a language model on the scene in
+    # words (stage T), a projector alignment stage on descriptions (stage P), the
+    # system message, and eight layers
+    "organism-vit-m8-lm": dict(vision="vit", decoder="m8", system=LLAVA_SYSTEM,
+                               steps_t=1000, steps_p=300),
+}
 
 
 def evaluate(vlm, n: int = 100, seed: int = 12345, **kwargs) -> dict:
@@ -16,5 +31,5 @@ def evaluate(vlm, n: int = 100, seed: int = 12345, **kwargs) -> dict:
                              seed=seed, **kwargs)
 
 
-__all__ = ["ZOO", "DECODERS", "VISION", "evaluate", "evaluate_generate", "content_probe", "object_f1",
+__all__ = ["ZOO", "VARIANTS", "DECODERS", "VISION", "evaluate", "evaluate_generate", "content_probe", "object_f1",
            "parse_description"]

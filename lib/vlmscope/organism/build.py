@@ -35,6 +35,29 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
+# LLaVA-1.5's system message, in the organism's words (a recipe option, off by default).
+LLAVA_SYSTEM = ("a chat between a user and an assistant . the assistant gives short "
+                "answers to the user ' s questions about the image .")
+
+
+def system_words(system: str) -> list[str]:
+    """Words of a system message that the base vocabulary lacks (appended after it)."""
+    import re
+
+    return sorted({w for w in re.findall(r"[a-z0-9]+|[^\sa-z0-9]", system.lower())} - set(WORDS))
+
+
+def chat_template(system: str = "") -> str:
+    """The chat template; a non-empty ``system`` is spoken before the first turn.
+
+    With ``system`` empty this is exactly ``CHAT_TEMPLATE`` (the bundled members').
+    """
+    if not system:
+        return CHAT_TEMPLATE
+    if any(c in system for c in "{}%#"):
+        raise ValueError(f"system message {system!r} holds template characters")
+    return system.strip() + " " + CHAT_TEMPLATE
+
 
 @dataclass(frozen=True)
 class VisionSpec:
@@ -64,16 +87,22 @@ DECODERS = {
     "s": DecoderSpec(hidden=96, layers=2, heads=4, kv_heads=4, intermediate=256),
     "m": DecoderSpec(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384),
     "l": DecoderSpec(hidden=192, layers=6, heads=6, kv_heads=2, intermediate=512),
+    # the "m" width, twice the depth: the papers' layer windows need more than four layers
+    "m8": DecoderSpec(hidden=128, layers=8, heads=4, kv_heads=2, intermediate=384),
 }
 
 
-def make_tokenizer():
-    """A word-level ``PreTrainedTokenizerFast``: lowercases, splits off punctuation, adds BOS."""
+def make_tokenizer(system: str = ""):
+    """A word-level ``PreTrainedTokenizerFast``: lowercases, splits off punctuation, adds BOS.
+
+    A ``system`` message's new words get ids after the base vocabulary, so the
+    base words keep their ids.
+    """
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS)}
+    vocab = {w: i for i, w in enumerate(SPECIAL + WORDS + system_words(system))}
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -85,11 +114,11 @@ def make_tokenizer():
         pad_token="<pad>", extra_special_tokens={"image_token": "<image>"},
     )
     fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template(system)
     return fast
 
 
-def make_processor(vision: VisionSpec):
+def make_processor(vision: VisionSpec, system: str = ""):
     """A ``LlavaProcessor`` with the tower's own normalisation constants."""
     from transformers import CLIPImageProcessorPil, LlavaProcessor, SiglipImageProcessorPil
 
@@ -102,10 +131,10 @@ def make_processor(vision: VisionSpec):
     else:
         ip = SiglipImageProcessorPil(size={"height": side, "width": side})
         strategy = "full"  # SigLIP has no CLS token
-    tok = make_tokenizer()
+    tok = make_tokenizer(system)
     return LlavaProcessor(
         image_processor=ip, tokenizer=tok, patch_size=vision.patch,
-        vision_feature_select_strategy=strategy, chat_template=CHAT_TEMPLATE,
+        vision_feature_select_strategy=strategy, chat_template=chat_template(system),
         num_additional_image_tokens=1 if vision.kind == "clip" else 0,
     )
 

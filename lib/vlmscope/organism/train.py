@@ -2,6 +2,12 @@
 
 Stage A  vision tower alone, on dense per-patch labels the synthetic world
          gives for free (colour, shape, layout row and column, object centre).
+Stage T  (optional, ``steps_t``) the Llama decoder alone as a language model on
+         text: the scene written out in words where the image would be, then
+         questions and answers; loss on every token. LLaVA starts from a
+         pretrained language model; the bundled members do not.
+Stage P  (optional, ``steps_p``) the projector alone, tower and decoder frozen,
+         on "describe the image" (LLaVA's feature-alignment stage).
 Stage B  tower frozen; projector + Llama decoder learn to answer questions
          (loss averaged per example, so long descriptions do not dominate).
 Stage C  everything unfrozen at a low learning rate.
@@ -70,6 +76,14 @@ class TrainConfig:
     ckpt_every: int = 100
     eval_every: int = 500
     threads: int | None = None
+    # Options for variants (docs/organism.md); the defaults leave the recipe as bundled.
+    system: str = ""  # a system message before the first turn (its new words extend the vocab)
+    steps_t: int = 0  # stage T: text-only language-model pre-stage of the decoder
+    lr_t: float = 1e-3
+    steps_p: int = 0  # stage P: projector-only alignment on descriptions
+    lr_p: float = 1e-3
+    # a trained member's directory whose vision tower replaces stage A (same vision design)
+    tower_from: str = ""
 
 
 
@@ -128,7 +142,7 @@ class Recipe:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.vspec = VISION[cfg.vision]
-        self.processor = make_processor(self.vspec)
+        self.processor = make_processor(self.vspec, cfg.system)
         self.tok = self.processor.tokenizer
         config = make_config(self.vspec, DECODERS[cfg.decoder], len(self.tok), self.tok)
         self.model = LlavaForConditionalGeneration(config)
@@ -140,7 +154,7 @@ class Recipe:
     # ---------------------------------------------------------------- data
     def _max_objects(self, stage: str, step: int) -> int:
         if stage != "B":
-            return self.world.max_objects
+            return self.world.max_objects  # stages A, T, P, C: the whole world
         most = self.world.max_objects
         for frac, k in self.cfg.curriculum:
             if step >= frac * self.cfg.steps_b:
@@ -148,7 +162,7 @@ class Recipe:
         return most
 
     def _scenes(self, stage: str, step: int):
-        base = _mix(self.cfg.seed, {"A": 1, "B": 2, "C": 3}[stage])
+        base = _mix(self.cfg.seed, {"A": 1, "B": 2, "C": 3, "T": 4, "P": 5}[stage])
         rng = np.random.default_rng([base, step])
         most = self._max_objects(stage, step)
         n = self.cfg.batch_a if stage == "A" else self.cfg.batch
@@ -160,15 +174,16 @@ class Recipe:
         return self.processor.image_processor(
             [s.image for s in scenes], return_tensors="pt")["pixel_values"]
 
-    def _conversation(self, scene, rng, turns: int):
+    def _conversation(self, scene, rng, turns: int, kinds: dict | None = None):
         """Up to ``turns`` question/answer pairs about one scene, without leaks.
 
         Each object is asked about at most once and "how many" at most once, so a
         later answer cannot be copied from an earlier question; "describe" names
         everything, so it only ever comes last.
         """
-        kinds = list(self.cfg.kind_weights)
-        p = np.array([self.cfg.kind_weights[k] for k in kinds])
+        weights = kinds or self.cfg.kind_weights
+        kinds = list(weights)
+        p = np.array([weights[k] for k in kinds])
         out, used, seen_count = [], set(), False
         for _ in range(int(rng.integers(1, turns + 1))):
             for _try in range(8):
@@ -193,11 +208,12 @@ class Recipe:
         """Inputs and labels for one QA step; ``turn_of[i, t]`` numbers each answer token's turn."""
         scenes = self._scenes(stage, step)
         rng = np.random.default_rng([self.cfg.seed, ord(stage), step])
-        turns = self.cfg.turns_c if stage == "C" else self.cfg.turns_b
+        turns = {"C": self.cfg.turns_c, "P": 1}.get(stage, self.cfg.turns_b)
+        kinds = {"describe": 1.0} if stage == "P" else None
         texts = []
         for s in scenes:
             msgs = []
-            for k, q in enumerate(self._conversation(s, rng, turns)):
+            for k, q in enumerate(self._conversation(s, rng, turns, kinds)):
                 content = [{"type": "text", "text": q.text}]
                 if k == 0:
                     content.insert(0, {"type": "image"})
@@ -222,6 +238,21 @@ class Recipe:
                     if row[t] == eos:
                         inside = False
         return batch, labels, turn_of
+
+    def _text_batch(self, step: int):
+        """Stage T: conversations with the scene in words where the image would be."""
+        scenes = self._scenes("T", step)
+        rng = np.random.default_rng([self.cfg.seed, ord("T"), step])
+        texts = []
+        for s in scenes:
+            msgs = []
+            for k, q in enumerate(self._conversation(s, rng, self.cfg.turns_c)):
+                text = f"{s.description()} {q.text}" if k == 0 else q.text
+                msgs += [{"role": "user", "content": [{"type": "text", "text": text}]},
+                         {"role": "assistant", "content": [{"type": "text", "text": q.answer}]}]
+            texts.append(self.processor.apply_chat_template(msgs))
+        self.tok.padding_side = "right"
+        return self.tok(texts, return_tensors="pt", padding=True)
 
     # --------------------------------------------------------------- losses
     def _loss_a(self, step: int) -> torch.Tensor:
@@ -250,6 +281,15 @@ class Recipe:
         present = onehot.sum(1) > 0
         return per_turn[present].mean()
 
+    def _loss_text(self, step: int) -> torch.Tensor:
+        """Stage T: next-token cross-entropy on every token, averaged within each text."""
+        batch = self._text_batch(step)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        tok_loss = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        keep = mask[:, 1:].float()
+        return ((tok_loss * keep).sum(1) / keep.sum(1).clamp(min=1)).mean()
+
     # ------------------------------------------------------------- training
     def _params(self, stage: str):
         m = self.model.model
@@ -257,6 +297,10 @@ class Recipe:
             return list(m.vision_tower.parameters()) + list(self.heads.parameters())
         if stage == "B":
             return [p for n, p in self.model.named_parameters() if "vision_tower" not in n]
+        if stage == "T":
+            return list(m.language_model.parameters()) + list(self.model.lm_head.parameters())
+        if stage == "P":
+            return list(m.multi_modal_projector.parameters())
         return list(self.model.parameters())
 
     def _schedule(self, step: int, total: int, lr: float) -> float:
@@ -268,9 +312,12 @@ class Recipe:
     def run(self, evaluate=None) -> dict:
         """Train all stages (resuming if a checkpoint exists), then ``save_pretrained``."""
         state = self._load_checkpoint()
-        if "A" not in state.get("done", []) and state.get("stage") != "A" and self._load_tower():
+        if "A" not in state.get("done", []) and state.get("stage") != "A" and (
+                self._tower_from() if self.cfg.tower_from else self._load_tower()):
             state["done"] = state.get("done", []) + ["A"]
         for stage, steps, lr in (("A", self.cfg.steps_a, self.cfg.lr_a),
+                                 ("T", self.cfg.steps_t, self.cfg.lr_t),
+                                 ("P", self.cfg.steps_p, self.cfg.lr_p),
                                  ("B", self.cfg.steps_b, self.cfg.lr_b),
                                  ("C", self.cfg.steps_c, self.cfg.lr_c)):
             done = state.get("done", [])
@@ -286,9 +333,10 @@ class Recipe:
         from tqdm.auto import tqdm
 
         self.model.train()
-        for name, p in self.model.named_parameters():
-            p.requires_grad_(stage != "B" or "vision_tower" not in name)
         params = self._params(stage)
+        trainable = {id(p) for p in params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
         start = 0
         if state.get("stage") == stage:
@@ -302,7 +350,8 @@ class Recipe:
         for step in bar:
             for g in opt.param_groups:
                 g["lr"] = self._schedule(step, steps, lr)
-            loss = self._loss_a(step) if stage == "A" else self._loss_qa(stage, step)
+            loss = (self._loss_a(step) if stage == "A" else
+                    self._loss_text(step) if stage == "T" else self._loss_qa(stage, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -313,7 +362,7 @@ class Recipe:
             if (step + 1) % self.cfg.ckpt_every == 0 or last:
                 now = elapsed + time.perf_counter() - t0
                 self._save_checkpoint(stage, step + 1, opt, now, losses, state.get("done", []))
-            if evaluate and stage != "A" and ((step + 1) % self.cfg.eval_every == 0 or last):
+            if evaluate and stage not in ("A", "T") and ((step + 1) % self.cfg.eval_every == 0 or last):
                 self.model.eval()
                 bar.write(f"[{stage} {step + 1}] {json.dumps(evaluate(self))}")
                 self.model.train()
@@ -330,6 +379,25 @@ class Recipe:
             return None
         c = self.cfg
         return self.tower_cache / f"tower-{c.vision}-seed{c.seed}-a{c.steps_a}-b{c.batch_a}-{_short_hash(c.labels)}.safetensors"
+
+    def _tower_from(self) -> bool:
+        """Stage A replaced by a trained member's tower (``tower_from``)."""
+        from transformers import LlavaForConditionalGeneration
+
+        src = Path(self.cfg.tower_from)
+        if not (src / "config.json").exists():
+            raise FileNotFoundError(f"tower_from={src}: no trained model there (no config.json)")
+        other = LlavaForConditionalGeneration.from_pretrained(src)
+        theirs, ours = other.config.vision_config, self.model.config.vision_config
+        if (type(theirs), theirs.hidden_size, theirs.num_hidden_layers, theirs.patch_size,
+                theirs.image_size) != (type(ours), ours.hidden_size, ours.num_hidden_layers,
+                                       ours.patch_size, ours.image_size):
+            raise ValueError(f"tower_from={src}: its vision tower is another design than "
+                             f"vision={self.cfg.vision!r}")
+        self.model.model.vision_tower.load_state_dict(other.model.vision_tower.state_dict())
+        self.log["stages"]["A"] = {"steps": 0, "seconds": 0.0, "final_loss": None,
+                                   "tower_from": str(src)}
+        return True
 
     def _save_tower(self):
         """Share stage A across decoder sizes: the tower and its probe heads."""
@@ -413,3 +481,38 @@ class Recipe:
         self.log["total_seconds"] = round(sum(s["seconds"] for s in self.log["stages"].values()), 1)
         self.log["parameters"] = sum(p.numel() for p in self.model.parameters())
         (self.out / "training.json").write_text(json.dumps(self.log, indent=2))
+
+
+def export_checkpoint(run: str | Path, out: str | Path) -> dict:
+    """Save a training run's last checkpoint as a loadable model in ``out``.
+
+    For measuring a run still in progress: reads ``run/checkpoint`` (never
+    writes there) and ``save_pretrained``s the model and processor; the
+    returned dict (also ``out/training.json``) says which stage and step.
+    """
+    from safetensors.torch import load_file
+
+    ckpt = Path(run) / "checkpoint"
+    if not (ckpt / "state.json").exists():
+        raise FileNotFoundError(f"{run}: no training checkpoint (no checkpoint/state.json)")
+    meta = json.loads((ckpt / "state.json").read_text())
+    c = dict(meta["config"])
+    c["labels"] = tuple(c["labels"])
+    c["curriculum"] = tuple(tuple(x) for x in c["curriculum"])
+    recipe = Recipe(TrainConfig(**c), Path(out), progress=False)
+    sd = load_file(ckpt / "weights.safetensors")
+    recipe.model.load_state_dict({k: v for k, v in sd.items() if not k.startswith("heads.")})
+    recipe.log = meta["log"]
+    stage = meta["stage"] or (meta["done"][-1] if meta["done"] else None)
+    info = {"run": str(run), "stage": stage, "step": meta["step"], "done": meta["done"],
+            "config": meta["config"]}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe.model.eval()
+    recipe.model.generation_config.max_new_tokens = 40
+    recipe.model.generation_config.do_sample = False
+    recipe.model.save_pretrained(out)
+    recipe.processor.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({"exported_from_checkpoint": info, **meta["log"]},
+                                                  indent=2))
+    return info
