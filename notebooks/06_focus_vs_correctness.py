@@ -275,3 +275,22 @@ summary = {"models": models, "n_scenes": n_scenes, "noise_seeds": noise_seeds,
                                for k, v in tests.items()}}
 summary = write_summary(figures / "06_summary.json", summary, nonsense)
 summary["design_vs_scale"].get("top-IoU")
+
+# %% [markdown]
+# ### Where the organism differs from the paper
+#
+# The paper finds that looking at the right place does *not* always go with
+# answering right. Read the first row of the table above: where it shows the
+# mass on the asked object clearly higher for right answers than for wrong
+# ones (small p, large rank-biserial r), this zoo does the opposite of the
+# paper — its wrong answers are ones where the map has also left the asked
+# object.
+#
+# Why is **not known**: nothing in this notebook tests it. One untested
+# reading: the organism's errors are reading errors (a colour or shape
+# misread, or the answer taken from another object, which moves the map with
+# it), while a large VLM can look at the right region and still answer from
+# a language prior or fail at a reasoning step — errors this world, whose
+# one-word answers are read straight off one object, hardly asks for. A test
+# would need questions that can be answered wrongly while looking at the
+# right object (e.g. counting or relations between objects).

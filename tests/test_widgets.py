@@ -104,6 +104,8 @@ def test_knockout_explorer_regenerates_what_the_sweep_gives(tiny, scene):
             assert ex.state["text"] == row.text
             assert ex.state["f1"] == pytest.approx(row.f1)
             assert html.escape(row.text) in ex.texts.value
+            if start < L:  # the header names the paper's layer number too (cut in layers > l)
+                assert f"l = {row.l}: layers &gt; l" in ex.texts.value  # (HTML-escaped)
 
 
 def test_knockout_explorer_button_and_auto_update(tiny, scene):

@@ -211,7 +211,9 @@ class KnockoutExplorer(Explorer):
     def _html(self, text: str, stale: bool = False) -> str:
         cut, start = self.state.get("cut", "?"), self.state.get("start", "?")
         L = self.vlm.adapter.n_layers
-        head = f"{cut} cut in layers {start}..{L - 1}" if start != L else f"{cut}: no layer cut"
+        l = start - 1 if isinstance(start, int) else "?"
+        head = (f"{cut} cut in layers {start}..{L - 1} (the paper's l = {l}: layers > l)"
+                if start != L else f"{cut}: no layer cut")
         note = " <i>(controls changed: press regenerate)</i>" if stale else ""
         f1 = self.state.get("f1")
         score = f"object F1 vs baseline: {f1:.2f}" if f1 is not None else ""
