@@ -9,6 +9,8 @@ import pytest
 
 from vlmscope.notebooks import list_notebooks, run_notebooks
 
+CELL_TIMEOUT = 1200  # seconds: a hung kernel fails its test instead of holding CI
+
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -34,7 +36,8 @@ def test_notebook_00_runs_and_computes_its_figures(tmp_path):
 
     if "organism" not in organisms():
         pytest.fail("the bundled organism is missing from data/organism")
-    [done] = run_notebooks(out=tmp_path, only=["00"], parameters={"n_eval": 4}, progress=False)
+    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=["00"], parameters={"n_eval": 4},
+                           progress=False)
     for name in ("00_scenes.png", "00_accuracy.png", "00_token_grid.png", "00_accuracy.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     acc = json.loads((tmp_path / "00_accuracy.json").read_text())
@@ -82,7 +85,8 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
     parameters, files = SMALLEST[prefix]
     if prefix in ("06", "07", "08", "09"):  # their resumable runs go to the test's folder
         parameters = {**parameters, "runs_dir": str(tmp_path / "runs")}
-    [done] = run_notebooks(out=tmp_path, only=[prefix], parameters=parameters, progress=False)
+    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=[prefix], parameters=parameters,
+                           progress=False)
     for name in files:
         assert (tmp_path / name).stat().st_size > 0, name
     summary = json.loads((tmp_path / f"{prefix}_summary.json").read_text())
@@ -159,7 +163,7 @@ def test_notebooks_run_on_random_weight_standins_and_say_so(tmp_path, standin_ca
     from vlmscope.testing.standins import standin_path
 
     path = standin_path(name, standin_cache)
-    [done] = run_notebooks(out=tmp_path, only=[prefix], model_id=str(path), quick=True,
+    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=[prefix], model_id=str(path), quick=True,
                            progress=False)
     nb = nbformat.read(done, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -247,7 +251,7 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
 
     sample = Path(__file__).resolve().parents[1] / "data" / "images"
     records = load_folder(sample)
-    done = run_notebooks(out=tmp_path, only=["00", "01", "02", "03"], model_id="organism",
+    done = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=["00", "01", "02", "03"], model_id="organism",
                          images=str(sample), quick=True, progress=False)
     assert [p.name[:2] for p in done] == ["00", "01", "02", "03"]
     for path in done:
@@ -262,3 +266,15 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
     assert (s2["nonsense"] is None) == ("pointing_by_layer" in s2) == (s2["object_words"] > 0)
     s3 = _no_nan((tmp_path / "03_summary.json").read_text())
     assert s3["n_images"] == 1 and (s3["nonsense"] is None) == ("f1_all_layers" in s3)
+
+
+def test_run_notebooks_hands_papermill_the_cell_timeout(tmp_path, monkeypatch):
+    """A hung kernel must fail its notebook: the per-cell limit reaches papermill (stubbed)."""
+    import papermill as pm
+
+    seen = {}
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters, **kw: seen.update(kw))
+    run_notebooks(out=tmp_path, only=["01"], cell_timeout=7, progress=False)
+    assert seen["execution_timeout"] == 7
+    run_notebooks(out=tmp_path, only=["01"], progress=False)
+    assert seen["execution_timeout"] is None  # users' long cells on real models are not cut

@@ -38,7 +38,8 @@ def list_notebooks(only=None) -> list[Path]:
 
 def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = "python3",
                   progress: bool = True, model_id: str | None = None, images: str | None = None,
-                  quick: bool = False, on_done=None, keep_going: bool = False) -> list[Path]:
+                  quick: bool = False, on_done=None, keep_going: bool = False,
+                  cell_timeout: int | None = None) -> list[Path]:
     """Run each notebook with ``figures_dir=out`` (plus ``parameters``); return executed copies.
 
     Executed notebooks land in ``out/executed/``; figures and their data in ``out/``.
@@ -50,7 +51,9 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
     seconds, error)`` is called after each notebook (``error`` None, or the
     ``PapermillExecutionError`` when it failed). A failing notebook raises,
     unless ``keep_going``: then the others still run and the failed ones are
-    left out of the returned list.
+    left out of the returned list. ``cell_timeout`` (seconds, default none) stops a
+    cell that runs longer with nbclient's ``CellTimeoutError`` (the tests set it, so a
+    hung kernel fails the test instead of holding the run).
     """
     import time
 
@@ -83,7 +86,8 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
         error = None
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent),
-                                kernel_name=kernel_name, progress_bar=progress)
+                                kernel_name=kernel_name, progress_bar=progress,
+                                execution_timeout=cell_timeout)
         except pm.PapermillExecutionError as e:
             if not keep_going:
                 raise
