@@ -57,6 +57,8 @@ from typing import Callable
 
 import torch
 
+from ..adapters.idefics3 import CHAT_TEMPLATE as IDEFICS3_TEMPLATE
+
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 HALF = [0.5, 0.5, 0.5]
@@ -105,15 +107,9 @@ def _im_template(image: str, system: str | None = None, image_suffix: str = "") 
 QWEN_TEMPLATE = _im_template("<|vision_start|><|image_pad|><|vision_end|>",
                              system="You are a helpful assistant.")
 ONEVISION_TEMPLATE = _im_template("<image>", image_suffix="\n")
-SMOLVLM_TEMPLATE = (  # HuggingFaceTB/SmolVLM-256M-Instruct: "<|im_start|>User:<image>q<end_of_utterance>\nAssistant:"
-    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
-    "{% if message['content'] is string %}: {{ message['content'] }}"
-    "{% else %}{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
-    "{% for c in message['content'] %}"
-    "{% if c['type'] == 'text' %}{{ c['text'] }}{% elif c['type'] == 'image' %}<image>{% endif %}"
-    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}"
-)
+# HuggingFaceTB/SmolVLM-256M-Instruct: "<|im_start|>User:<image>q<end_of_utterance>\nAssistant:",
+# Idefics3's template behind a leading <|im_start|>
+SMOLVLM_TEMPLATE = "<|im_start|>" + IDEFICS3_TEMPLATE
 
 # ------------------------------------------------------------------- tokenizers
 def _tokenizer(kind: str, *, bos=None, eos, pad, unk=None, named=None, specials=(),
