@@ -181,7 +181,7 @@ def test_notebooks_run_on_random_weight_standins_and_say_so(tmp_path, standin_ca
         assert (reason == NO_OBJECT_WORDS) == ("pointing_by_layer" not in summary)
         assert (reason is None) == (summary["object_words"] > 0)
     if prefix == "03":
-        assert (reason is None) == ("f1_all_layers" in summary)
+        assert (reason is None) == ("f1_l=-1" in summary)
     if prefix in ("04", "05", "06", "07", "09"):
         assert reason, f"{prefix}: random-weight answers passed for sensible"
     if prefix == "06":
@@ -265,7 +265,7 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
     assert s1["n_images"] == s2["n_images"] == 2  # --quick: the first two of the three
     assert (s2["nonsense"] is None) == ("pointing_by_layer" in s2) == (s2["object_words"] > 0)
     s3 = _no_nan((tmp_path / "03_summary.json").read_text())
-    assert s3["n_images"] == 1 and (s3["nonsense"] is None) == ("f1_all_layers" in s3)
+    assert s3["n_images"] == 1 and (s3["nonsense"] is None) == ("f1_l=-1" in s3)
 
 
 def test_run_notebooks_hands_papermill_the_cell_timeout(tmp_path, monkeypatch):
