@@ -1,6 +1,6 @@
 """Notebooks execute headless on the bundled organism with the smallest settings."""
-
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -9,7 +9,23 @@ import pytest
 
 from vlmscope.notebooks import list_notebooks, run_notebooks
 
-CELL_TIMEOUT = 1200  # seconds: a hung kernel fails its test instead of holding CI
+CELL_TIMEOUT = 600  # seconds a cell may run: a hung kernel ends its attempt instead of holding CI
+
+
+def _run_notebooks(**kw):
+    """``run_notebooks`` under the cell limit, retried once after a timeout.
+
+    An explorer cell has been seen to hang with an idle kernel (about 1 run in
+    30, in notebooks 01, 02 and 08; cause not found yet). A notebook that
+    times out twice fails its test.
+    """
+    from nbclient.exceptions import DeadKernelError
+
+    try:
+        return run_notebooks(cell_timeout=CELL_TIMEOUT, **kw)
+    except (TimeoutError, DeadKernelError) as e:
+        warnings.warn(f"notebook run timed out ({type(e).__name__}); retrying once")
+        return run_notebooks(cell_timeout=CELL_TIMEOUT, **kw)
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -36,7 +52,7 @@ def test_notebook_00_runs_and_computes_its_figures(tmp_path):
 
     if "organism" not in organisms():
         pytest.fail("the bundled organism is missing from data/organism")
-    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=["00"], parameters={"n_eval": 4},
+    [done] = _run_notebooks(out=tmp_path, only=["00"], parameters={"n_eval": 4},
                            progress=False)
     for name in ("00_scenes.png", "00_accuracy.png", "00_token_grid.png", "00_accuracy.json"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -85,7 +101,7 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
     parameters, files = SMALLEST[prefix]
     if prefix in ("06", "07", "08", "09"):  # their resumable runs go to the test's folder
         parameters = {**parameters, "runs_dir": str(tmp_path / "runs")}
-    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=[prefix], parameters=parameters,
+    [done] = _run_notebooks(out=tmp_path, only=[prefix], parameters=parameters,
                            progress=False)
     for name in files:
         assert (tmp_path / name).stat().st_size > 0, name
@@ -163,7 +179,7 @@ def test_notebooks_run_on_random_weight_standins_and_say_so(tmp_path, standin_ca
     from vlmscope.testing.standins import standin_path
 
     path = standin_path(name, standin_cache)
-    [done] = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=[prefix], model_id=str(path), quick=True,
+    [done] = _run_notebooks(out=tmp_path, only=[prefix], model_id=str(path), quick=True,
                            progress=False)
     nb = nbformat.read(done, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -251,7 +267,7 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
 
     sample = Path(__file__).resolve().parents[1] / "data" / "images"
     records = load_folder(sample)
-    done = run_notebooks(out=tmp_path, cell_timeout=CELL_TIMEOUT, only=["00", "01", "02", "03"], model_id="organism",
+    done = _run_notebooks(out=tmp_path, only=["00", "01", "02", "03"], model_id="organism",
                          images=str(sample), quick=True, progress=False)
     assert [p.name[:2] for p in done] == ["00", "01", "02", "03"]
     for path in done:
