@@ -9,6 +9,8 @@ import pytest
 
 from vlmscope.notebooks import list_notebooks, run_notebooks
 
+from test_pinned import check_pin  # summaries on the organism keep their pinned numbers
+
 CELL_TIMEOUT = 600  # seconds a cell may run: a hung kernel ends its attempt instead of holding CI
 
 
@@ -62,6 +64,7 @@ def test_notebook_00_runs_and_computes_its_figures(tmp_path):
     nb = nbformat.read(done, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    check_pin("notebook-00", acc)
 
 
 SMALLEST = {
@@ -149,6 +152,7 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
     nb = nbformat.read(done, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    check_pin(f"notebook-{prefix}", summary)
 
 
 # ------------------------------------------------------------ real-model stand-ins
@@ -282,6 +286,8 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
     assert (s2["nonsense"] is None) == ("pointing_by_layer" in s2) == (s2["object_words"] > 0)
     s3 = _no_nan((tmp_path / "03_summary.json").read_text())
     assert s3["n_images"] == 1 and (s3["nonsense"] is None) == ("f1_l=-1" in s3)
+    for prefix, s in (("01", s1), ("02", s2), ("03", s3)):
+        check_pin(f"notebook-{prefix}-images", s)
 
 
 def test_run_notebooks_hands_papermill_the_cell_timeout(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def _run(name: str, vlm, n: int, seed: int, out, **cfg) -> tuple[dict, pd.DataFr
     import dataclasses
 
     try:
-        from vlmscope import runner
+        import vlmscope.runner as runner
     except ModuleNotFoundError as e:  # before the findings registry; any other failure shows
         if e.name != "vlmscope.runner":
             raise
