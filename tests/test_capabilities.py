@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from vlmscope.adapters import adapter_class, capability_matrix, supported_families
-from vlmscope.adapters import CAPABILITIES
+from vlmscope.adapters import CAPABILITIES, adapter_class, capability_matrix, supported_families
 from vlmscope.testing.selftest import run_selftest
 
 SELFTESTED = CAPABILITIES
