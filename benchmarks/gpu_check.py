@@ -240,7 +240,7 @@ def selftests(device: str) -> list[dict]:
     import torch
 
     from vlmscope.adapters import adapter_class, supported_families
-    from vlmscope.adapters.selftest import run_selftest
+    from vlmscope.testing.selftest import run_selftest
 
     rows = []
     for standin in (False, True):

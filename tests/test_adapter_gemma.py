@@ -13,7 +13,8 @@ from PIL import Image
 
 import vlmscope
 from vlmscope.adapters.gemma import Gemma3Adapter, PaliGemmaAdapter
-from vlmscope.adapters.selftest import check_locality, run_selftest
+from vlmscope.testing.selftest import check_locality, run_selftest
+from vlmscope.testing.tiny import build_tiny
 from vlmscope.hooks import hooked
 
 torch.set_num_threads(1)
@@ -122,12 +123,12 @@ def without_model(adapter_cls, config, processor):
 
 @pytest.fixture(scope="module")
 def g3(tmp_path_factory):
-    return vlmscope.load(Gemma3Adapter.build_tiny(tmp_path_factory.mktemp("gemma3")))
+    return vlmscope.load(build_tiny(Gemma3Adapter, tmp_path_factory.mktemp("gemma3")))
 
 
 @pytest.fixture(scope="module")
 def g3_local(tmp_path_factory):
-    return vlmscope.load(Gemma3Adapter.build_tiny(tmp_path_factory.mktemp("gemma3-local"), local=True))
+    return vlmscope.load(build_tiny(Gemma3Adapter, tmp_path_factory.mktemp("gemma3-local"), local=True))
 
 
 def pan_and_scan(vlm, on=True, min_crop=8):
@@ -261,7 +262,8 @@ def test_gemma3_real_checkpoint_settings():
     from transformers import (Gemma3Config, Gemma3ImageProcessorPil, Gemma3Processor,
                               SiglipVisionConfig)
 
-    from vlmscope.adapters.gemma import GEMMA3_TEMPLATE, word_tokenizer
+    from vlmscope.testing.templates import GEMMA3_TEMPLATE
+    from vlmscope.testing.tokenizers import word_tokenizer
 
     tok = word_tokenizer(bos="<bos>", eos="<eos>", pad="<pad>",
                          named={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
@@ -291,24 +293,19 @@ def test_gemma3_real_checkpoint_settings():
 
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory):
-    return vlmscope.load(PaliGemmaAdapter.build_tiny(tmp_path_factory.mktemp("paligemma")))
+    return vlmscope.load(build_tiny(PaliGemmaAdapter, tmp_path_factory.mktemp("paligemma")))
 
 
 @pytest.fixture(scope="module")
 def pg_local(tmp_path_factory):
-    return vlmscope.load(PaliGemmaAdapter.build_tiny(tmp_path_factory.mktemp("paligemma-local"),
-                                                     local=True))
+    return vlmscope.load(build_tiny(PaliGemmaAdapter, tmp_path_factory.mktemp("paligemma-local"),
+                                    local=True))
 
 
-class PaliGemma1Adapter(PaliGemmaAdapter):
-    """The same family with a Gemma-1 decoder (paligemma-3b-*); not registered."""
-
-    tiny_text = "gemma"
-
-
-@pytest.mark.parametrize("cls", [PaliGemmaAdapter, PaliGemma1Adapter])
-def test_paligemma_selftest_passes(cls):
-    res = run_selftest(cls)
+# "gemma": the same family with a Gemma-1 decoder (paligemma-3b-*)
+@pytest.mark.parametrize("text", ["gemma2", "gemma"])
+def test_paligemma_selftest_passes(text):
+    res = run_selftest(PaliGemmaAdapter, options={"text": text})
     assert res.passed, res.checks
     assert res.checks["painted square -> covering tokens"] == "ok"
 
@@ -388,7 +385,7 @@ def test_paligemma_real_checkpoint_settings():
     """paligemma2-3b-mix-224's preprocessing: 224 px, 14-px patches, 256 tokens."""
     from transformers import PaliGemmaConfig, PaliGemmaProcessor, SiglipImageProcessorPil
 
-    from vlmscope.adapters.gemma import word_tokenizer
+    from vlmscope.testing.tokenizers import word_tokenizer
 
     tok = word_tokenizer(bos="<bos>", eos="<eos>", pad="<pad>", named={"image_token": "<image>"},
                          add_bos=True)

@@ -14,9 +14,9 @@ from transformers import Idefics3ImageProcessorPil, Idefics3Processor
 
 import vlmscope
 from vlmscope.adapters import adapter_class_for
-from vlmscope.adapters.idefics3 import (Idefics3Adapter, SmolVLMAdapter,
-                                        smolvlm_processor_available, tile_layout)
-from vlmscope.adapters.selftest import check_locality, image_token_embeddings, run_selftest
+from vlmscope.adapters.idefics3 import Idefics3Adapter, SmolVLMAdapter, tile_layout
+from vlmscope.testing.selftest import check_locality, image_token_embeddings, run_selftest
+from vlmscope.testing.tiny import build_tiny, smolvlm_processor_available
 
 torch.set_num_threads(1)
 FAMILIES = [Idefics3Adapter, SmolVLMAdapter]
@@ -35,13 +35,13 @@ def family(request):
 
 @pytest.fixture(scope="module")
 def tiny(family, tmp_path_factory):
-    return vlmscope.load(family.build_tiny(tmp_path_factory.mktemp(family.family)))
+    return vlmscope.load(build_tiny(family, tmp_path_factory.mktemp(family.family)))
 
 
 @pytest.fixture(scope="module")
 def local(family, tmp_path_factory):
-    return vlmscope.load(family.build_tiny(tmp_path_factory.mktemp(family.family + "-local"),
-                                           local=True))
+    return vlmscope.load(build_tiny(family, tmp_path_factory.mktemp(family.family + "-local"),
+                                    local=True))
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_smolvlm_checkpoint_loads_with_or_without_torchvision(tmp_path):
     """A checkpoint saved by SmolVLMProcessor (video settings included) loads either way."""
     import json
 
-    path = SmolVLMAdapter.build_tiny(tmp_path)
+    path = build_tiny(SmolVLMAdapter, tmp_path)
     cfg_path = tmp_path / "processor_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["processor_class"] = "SmolVLMProcessor"
@@ -267,7 +267,7 @@ def test_locality_through_resizing(nearest, size):
 
 def test_unseen_patch_remainder(family, tmp_path):
     """36 px tiles with 8 px patches: the last 4 px of each tile reach no tile token."""
-    vlm = vlmscope.load(family.build_tiny(tmp_path, local=True, tile=36, longest_edge=108))
+    vlm = vlmscope.load(build_tiny(family, tmp_path, local=True, tile=36, longest_edge=108))
     box = (32, 10, 36, 20)  # the remainder strip of tile (0, 0), inside global token (0, 0)
     changed, covering, near = check_locality(vlm, noise(108, 72), box)
     geo = vlm.prepare(noise(108, 72), Q).geometry

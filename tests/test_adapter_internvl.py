@@ -13,20 +13,21 @@ from PIL import Image
 
 import vlmscope
 from vlmscope.adapters.internvl import InternVLAdapter
-from vlmscope.adapters.selftest import check_locality, run_selftest
+from vlmscope.testing.selftest import check_locality, run_selftest
+from vlmscope.testing.tiny import build_tiny
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def vlm(tmp_path_factory):
-    return vlmscope.load(InternVLAdapter.build_tiny(tmp_path_factory.mktemp("internvl")))
+    return vlmscope.load(build_tiny(InternVLAdapter, tmp_path_factory.mktemp("internvl")))
 
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    return vlmscope.load(InternVLAdapter.build_tiny(tmp_path_factory.mktemp("internvl-local"),
-                                                    local=True))
+    return vlmscope.load(build_tiny(InternVLAdapter, tmp_path_factory.mktemp("internvl-local"),
+                                    local=True))
 
 
 def noise(w, h, seed=0):

@@ -2,7 +2,7 @@
 
 Tiny random models are built from configs, saved, and loaded back through
 ``vlmscope.load``. With the tower read at its patch embeddings
-(``build_tiny(local=True)``) an image token's language-model input depends
+(``build_tiny(family, path, local=True)``) an image token's language-model input depends
 only on its own patch (or, for OneVision's pooled grid, on the patches the
 bilinear interpolation reads), so painting a square must change exactly the
 tokens whose boxes cover it.
@@ -19,7 +19,8 @@ from PIL import Image
 import vlmscope
 from vlmscope.adapters import llava_next as ln
 from vlmscope.adapters.llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
-from vlmscope.adapters.selftest import check_locality, run_selftest
+from vlmscope.testing.selftest import check_locality, run_selftest
+from vlmscope.testing.tiny import build_tiny
 
 torch.set_num_threads(1)
 
@@ -37,7 +38,7 @@ def _image(size, seed=0):
 @pytest.fixture(scope="module", params=FAMILIES, ids=IDS)
 def local(request, tmp_path_factory):
     """A tiny model of the family whose vision side does not mix patches."""
-    path = request.param.build_tiny(tmp_path_factory.mktemp(request.param.family), local=True)
+    path = build_tiny(request.param, tmp_path_factory.mktemp(request.param.family), local=True)
     vlm = vlmscope.load(path)
     assert type(vlm.adapter) is request.param
     return vlm
@@ -213,7 +214,7 @@ def test_real_size_token_counts(cls):
 
 @pytest.fixture(scope="module")
 def ov_local(tmp_path_factory):
-    return vlmscope.load(LlavaOnevisionAdapter.build_tiny(tmp_path_factory.mktemp("ov"), local=True))
+    return vlmscope.load(build_tiny(LlavaOnevisionAdapter, tmp_path_factory.mktemp("ov"), local=True))
 
 
 def test_onevision_several_images_have_no_tiles(ov_local):
@@ -232,7 +233,7 @@ def test_onevision_several_images_have_no_tiles(ov_local):
 
 def test_onevision_processor_loads_without_torchvision(tmp_path):
     """A checkpoint naming the real processor class still loads (image-only) without torchvision."""
-    path = LlavaOnevisionAdapter.build_tiny(tmp_path)
+    path = build_tiny(LlavaOnevisionAdapter, tmp_path)
     cfg_file = path / "processor_config.json"
     data = json.loads(cfg_file.read_text())
     data["processor_class"] = "LlavaOnevisionProcessor"

@@ -11,9 +11,10 @@ from PIL import Image
 
 import vlmscope
 from vlmscope.adapters import adapter_class_for
-from vlmscope.adapters.qwen2_vl import (CHAT_TEMPLATE, Qwen2VLAdapter, Qwen25VLAdapter,
-                                        image_only_processors)
-from vlmscope.adapters.selftest import check_locality, run_selftest
+from vlmscope.adapters.qwen2_vl import Qwen2VLAdapter, Qwen25VLAdapter, image_only_processors
+from vlmscope.testing.selftest import check_locality, run_selftest
+from vlmscope.testing.templates import QWEN_TEMPLATE
+from vlmscope.testing.tiny import build_tiny
 from vlmscope.tokens import TokenGeometry
 
 torch.set_num_threads(1)
@@ -32,8 +33,8 @@ def pair(request, tmp_path_factory):
     """(adapter class, default tiny VLM, local tiny VLM) for one family."""
     cls = request.param
     root = tmp_path_factory.mktemp(cls.family)
-    vlm = vlmscope.load(cls.build_tiny(root / "tiny"), device="cpu")
-    local = vlmscope.load(cls.build_tiny(root / "local", local=True), device="cpu")
+    vlm = vlmscope.load(build_tiny(cls, root / "tiny"), device="cpu")
+    local = vlmscope.load(build_tiny(cls, root / "local", local=True), device="cpu")
     return cls, vlm, local
 
 
@@ -93,7 +94,7 @@ def test_load_processor_reads_native_qwen_files(pair, tmp_path):
     cls, vlm, _ = pair
     native = {"qwen2-vl": "Qwen2VLProcessor", "qwen2.5-vl": "Qwen2_5_VLProcessor"}[cls.family]
     vlm.processor.tokenizer.save_pretrained(tmp_path)
-    (tmp_path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    (tmp_path / "chat_template.jinja").write_text(QWEN_TEMPLATE)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({
         "processor_class": native, "image_processor_type": "Qwen2VLImageProcessor",
         "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 24, "patch_size": 14,
@@ -160,7 +161,7 @@ def test_wrong_geometry_fails_locality(pair, monkeypatch):
 
 def test_qwen25_window_permutation_keeps_token_order(tmp_path):
     """With 2x2-token windows in every block, a painted token changes exactly its window."""
-    vlm = vlmscope.load(Qwen25VLAdapter.build_tiny(tmp_path / "local", local=True), device="cpu")
+    vlm = vlmscope.load(build_tiny(Qwen25VLAdapter, tmp_path / "local", local=True), device="cpu")
     visual = vlm.model.model.visual
     visual.window_size = 56  # windows of 2x2 merged tokens; fullatt_block_indexes is empty
     assert list(visual.fullatt_block_indexes) == []

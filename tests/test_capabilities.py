@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from vlmscope.adapters import adapter_class, capability_matrix, supported_families
-from vlmscope.adapters.selftest import CAPABILITIES, run_selftest
+from vlmscope.adapters import CAPABILITIES, adapter_class, capability_matrix, supported_families
+from vlmscope.testing.selftest import run_selftest
 
 SELFTESTED = CAPABILITIES
 
@@ -78,7 +78,7 @@ def test_unknown_family_is_a_clean_error():
 def test_docs_models_md_is_generated_from_the_adapters():
     from pathlib import Path
 
-    from vlmscope.adapters import models_markdown
+    from vlmscope.testing.selftest import models_markdown
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "models.md"
     assert doc.read_text() == models_markdown(), \

@@ -2,7 +2,7 @@
 
 With the tower read at its patch embeddings, each image token's language-model
 input depends only on its own patch: painting a square must change exactly the
-tokens whose boxes cover it (``adapters.selftest.check_locality``).
+tokens whose boxes cover it (``testing.selftest.check_locality``).
 """
 
 import numpy as np
@@ -11,7 +11,8 @@ from PIL import Image
 
 import vlmscope
 from vlmscope.adapters.llava import LlavaAdapter
-from vlmscope.adapters.selftest import check_locality, run_selftest
+from vlmscope.testing.selftest import check_locality, run_selftest
+from vlmscope.testing.tiny import build_tiny
 
 
 @pytest.mark.parametrize("size,box,pad", [((64, 64), (20, 30, 27, 38), False),
@@ -19,7 +20,7 @@ from vlmscope.adapters.selftest import check_locality, run_selftest
                                           ((96, 64), (10, 40, 22, 52), True),
                                           ((64, 100), (5, 70, 15, 80), True)])
 def test_painted_square_changes_exactly_the_covering_tokens(tmp_path, size, box, pad):
-    LlavaAdapter.build_tiny(tmp_path, local=True)
+    build_tiny(LlavaAdapter, tmp_path, local=True)
     vlm = vlmscope.load(tmp_path)
     vlm.processor.image_processor.do_pad = pad
     rng = np.random.default_rng(0)
@@ -31,7 +32,7 @@ def test_painted_square_changes_exactly_the_covering_tokens(tmp_path, size, box,
 
 def test_locality_check_catches_a_shifted_geometry(tmp_path):
     """The check can fail: shift every box by one patch and it must object."""
-    LlavaAdapter.build_tiny(tmp_path, local=True)
+    build_tiny(LlavaAdapter, tmp_path, local=True)
     vlm = vlmscope.load(tmp_path)
     real = vlm.adapter.geometry
 

@@ -18,6 +18,7 @@ from PIL import Image
 import vlmscope
 from vlmscope import pixels
 from vlmscope.adapters import adapter_class, supported_families
+from vlmscope.testing.tiny import build_tiny
 
 torch.set_num_threads(1)
 
@@ -152,7 +153,7 @@ SUPPORT = {1: 3.0, 2: 1.0, 3: 2.0}  # PIL filter code -> kernel half-width (outp
 
 @pytest.fixture(scope="module", params=IMPLEMENTED)
 def vlm(request, tmp_path_factory):
-    path = adapter_class(request.param).build_tiny(tmp_path_factory.mktemp(request.param) / "m")
+    path = build_tiny(adapter_class(request.param), tmp_path_factory.mktemp(request.param) / "m")
     return vlmscope.load(path, device="cpu")
 
 
@@ -249,7 +250,7 @@ def _probe(vlm):
 
 
 def test_gradient_reaches_only_what_the_processor_reads(vlm):
-    from vlmscope.adapters.selftest import smooth_image
+    from vlmscope.testing.selftest import smooth_image
 
     image = smooth_image(WIDTH, HEIGHT)  # no overshoot, so no clipped (gradient-free) outputs
     prepared = vlm.prepare(image, "what is this ?")

@@ -5,8 +5,9 @@ geometry (``tokens``), per-architecture adapters, and the analyses.
 """
 
 from .adapters import UnsupportedArchitecture, supported_families
-from .models import (VLM, Generation, ImageConversionWarning, ImageError, ModelLoadError,
-                     Prepared, Score, load, organisms, to_rgb, wrap)
+from .images import ImageConversionWarning, ImageError, to_rgb
+from .loading import ModelLoadError, organisms
+from .models import VLM, Generation, Prepared, Score, load, wrap
 from .tokens import TokenGeometry, TokenGroups
 
 __version__ = "0.1.0"

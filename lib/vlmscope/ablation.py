@@ -381,7 +381,7 @@ def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
 
     if rule not in NOISE_RULES:
         raise ValueError(f"unknown noise rule {rule!r}; known: {', '.join(NOISE_RULES)}")
-    from .models import to_rgb
+    from .images import to_rgb
 
     image = to_rgb(image)
     arr = np.asarray(image).copy()

@@ -92,12 +92,12 @@ def _organism(args) -> int:
 
 
 def _models(args) -> int:
-    from .adapters import adapter_class, capability_matrix
-    from .adapters.selftest import CAPABILITIES, run_selftest
+    from .adapters import CAPABILITIES, adapter_class, capability_matrix
+    from .testing.selftest import run_selftest
 
     matrix = capability_matrix()
     if args.markdown:
-        from .adapters import models_markdown
+        from .testing.selftest import models_markdown
 
         print(models_markdown(), end="")
         return 0

@@ -9,138 +9,29 @@
 Hugging Face does the loading, the chat template, the image preprocessing and
 the generation; this module adds the token groups, the token geometry and
 float32 scoring on top, and turns foreseeable mistakes into clear errors.
+Finding and loading the checkpoint is ``loading.py``; reading images is
+``images.py`` (``ImageError``, ``to_rgb`` and the loading names stay
+importable from here).
 """
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .adapters import Adapter, UnsupportedArchitecture, adapter_class_for
+from .adapters import Adapter, UnsupportedArchitecture, adapter_class_for  # noqa: F401  (re-exported)
+from .images import ImageConversionWarning, ImageError, to_rgb  # noqa: F401  (re-exported)
+from .loading import (DEFAULT_ORGANISM, TRANSFORMERS_FLOOR, ModelLoadError,  # noqa: F401  (re-exported)
+                      check_loading_info, check_transformers_version, data_dir, default_device,
+                      default_dtype, load_checkpoint, organisms)
 from .tokens import TokenGeometry, TokenGroups
-
-
-class ModelLoadError(ValueError):
-    """The model could not be found or loaded."""
-
-
-class ImageError(ValueError):
-    """An image could not be read or converted."""
 
 
 class PromptTooLongError(ValueError):
     """The prompt (question and image tokens) is longer than the model's context."""
-
-
-class ImageConversionWarning(UserWarning):
-    """An image was converted (e.g. grayscale or RGBA to RGB) before use."""
-
-
-# ------------------------------------------------------------------- organisms
-def data_dir() -> Path:
-    """Where bundled data lives: ``$VLMSCOPE_DATA`` or the repository's ``data/``."""
-    env = os.environ.get("VLMSCOPE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
-
-
-DEFAULT_ORGANISM = "organism-vit-m"
-
-
-def organisms() -> dict[str, Path]:
-    """Bundled organisms by name (``organism`` is the default zoo member)."""
-    root = data_dir() / "organism"
-    found = {p.name: p for p in sorted(root.glob("organism-*")) if (p / "config.json").exists()}
-    if DEFAULT_ORGANISM in found:
-        found["organism"] = found[DEFAULT_ORGANISM]
-    return found
-
-
-# ----------------------------------------------------------------------- images
-def to_rgb(image, notes: list[str] | None = None) -> "Image.Image":
-    """Read ``image`` (PIL image, path, bytes, or ``[H, W(, C)]`` array) as RGB.
-
-    Grayscale, palette, 16-bit and RGBA images are converted (RGBA is
-    composited on white) with an ``ImageConversionWarning`` and a note.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    notes = notes if notes is not None else []
-    src = "image"
-    bomb = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-    if isinstance(image, (str, Path)):
-        src = str(image)
-        if not Path(image).exists():
-            raise ImageError(f"no image file at {src}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(image) as im:
-                    im.load()
-                    image = im.copy()
-        except bomb as e:
-            raise ImageError(f"the image at {src} is too large to decode safely "
-                             f"(a possible decompression bomb): {e}") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ImageError(f"could not decode the image at {src}: {e}") from None
-    elif isinstance(image, (bytes, bytearray)):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(image))
-                image.load()
-        except bomb as e:
-            raise ImageError(f"the image bytes are too large to decode safely "
-                             f"(a possible decompression bomb): {e}") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ImageError(f"could not decode the image bytes: {e}") from None
-    elif isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
-            raise ImageError(f"an image array must be [H, W] or [H, W, 1|3|4], not {arr.shape}")
-        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
-            raise ImageError(f"an image array must hold numbers, not {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr)).sum())
-            raise ImageError(f"the image array holds {bad} NaN or infinite values of {arr.size}")
-        if arr.dtype != np.uint8:
-            if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
-                arr = arr * 255
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        image = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
-    elif not isinstance(image, Image.Image):
-        raise ImageError(f"expected a PIL image, a path, bytes or an array, not {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"{src} is empty ({image.width}x{image.height})")
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and image.width * image.height > limit:
-        raise ImageError(f"{src} is too large ({image.width}x{image.height} = "
-                         f"{image.width * image.height} pixels; PIL's decompression-bomb limit is "
-                         f"{limit}); downscale it first")
-    if image.mode != "RGB":
-        mode = image.mode
-        if mode in ("RGBA", "LA") or (mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(bg, rgba).convert("RGB")
-            msg = f"{src}: {mode} image composited on white and converted to RGB"
-        elif mode.startswith("I"):
-            arr = np.asarray(image, dtype=np.float64)
-            hi = 65535.0 if arr.max() > 255 else 255.0
-            image = Image.fromarray((arr / hi * 255).clip(0, 255).astype(np.uint8)).convert("RGB")
-            msg = f"{src}: {mode} image rescaled to 8 bits and converted to RGB"
-        else:
-            image = image.convert("RGB")
-            msg = f"{src}: {mode} image converted to RGB"
-        warnings.warn(msg, ImageConversionWarning, stacklevel=3)
-        notes.append(msg)
-    return image
 
 
 # ---------------------------------------------------------------------- results
@@ -428,98 +319,6 @@ def attention_implementation(model, name: str | None):
 
 
 # ------------------------------------------------------------------------- load
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-# The oldest transformers on which the whole suite passes (pyproject.toml declares it).
-TRANSFORMERS_FLOOR = "5.23.0"
-
-
-def check_transformers_version(version: str | None = None) -> None:
-    """``ModelLoadError`` for a transformers older than ``TRANSFORMERS_FLOOR``.
-
-    5.0.0-5.5.4 load the organism with a random vision tower (their key
-    renaming misses its checkpoint names) and say so only in a log; up to
-    5.22 processors lack the ``images_kwargs`` defaults the Gemma 3 and
-    InternVL adapters are tested through, and 5.6's Idefics3 / SmolVLM image
-    processors need torchvision.
-    """
-    import re
-
-    import transformers
-
-    def parts(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
-
-    have = version or transformers.__version__
-    if parts(have) < parts(TRANSFORMERS_FLOOR):
-        raise ModelLoadError(
-            f"transformers {have} is older than {TRANSFORMERS_FLOOR}, the oldest release vlmscope is "
-            f"tested on (5.0-5.5 load some checkpoints with random weights, later ones fail "
-            f"parts of the test suite); "
-            f"upgrade with: pip install 'transformers>={TRANSFORMERS_FLOOR},<6'")
-
-
-def _expected_absent(model) -> set[str]:
-    """Keys transformers itself expects to be absent: tied weights and non-persistent buffers."""
-    keys = set(getattr(model, "all_tied_weights_keys", None) or {})
-    for mod_name, module in model.named_modules():
-        for b in getattr(module, "_non_persistent_buffers_set", ()):
-            keys.add(f"{mod_name}.{b}" if mod_name else b)
-    return keys
-
-
-def check_loading_info(info: dict, name: str, model=None) -> None:
-    """``ModelLoadError`` naming every missing, unexpected or mismatched weight in ``info``.
-
-    ``info`` is what ``from_pretrained(..., output_loading_info=True)`` returns;
-    transformers has already removed the keys its model class declares
-    optional. Tied weights and non-persistent buffers are not counted either.
-    """
-    absent_ok = _expected_absent(model) if model is not None else set()
-    missing = sorted(set(info.get("missing_keys") or ()) - absent_ok)
-    unexpected = sorted(set(info.get("unexpected_keys") or ()))
-    mismatched = sorted(info.get("mismatched_keys") or (), key=str)
-    errors = [str(e) for e in info.get("error_msgs") or ()]
-    if not (missing or unexpected or mismatched or errors):
-        return
-
-    def some(keys, n=8):
-        shown = ", ".join(str(k) for k in keys[:n])
-        return shown + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing from the checkpoint (they would be random): {some(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} in the checkpoint that the model does not use: {some(unexpected)}")
-    if mismatched:
-        shown = [f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" if isinstance(k, str) else str(k)
-                 for k, a, b in (m if len(m) == 3 else (m, (), ()) for m in mismatched)]
-        parts.append(f"{len(mismatched)} with another shape: {some(shown)}")
-    if errors:
-        parts.append("errors: " + "; ".join(errors[:3]))
-    raise ModelLoadError(
-        f"{name!r} did not load cleanly; " + "; ".join(parts) + ". The checkpoint does not match "
-        f"this transformers release ({_transformers_version()}) or is damaged; analysing it would "
-        "analyse random weights")
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
-
-
 def load(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
          attn_implementation: str = "eager", trust_remote_code: bool = False,
          revision: str | None = None, quantization_config=None, **kwargs) -> VLM:
@@ -542,70 +341,11 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
     Every weight the model expects must come from the checkpoint: missing,
     unexpected or mismatched keys raise ``ModelLoadError`` naming them.
     """
-    from safetensors import SafetensorError  # a damaged weights file (e.g. truncated)
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
-    check_transformers_version()
-    if device is not None and device_map is not None:
-        raise ValueError("pass device or device_map, not both (device_map places the model itself)")
-    name = str(model)
-    bundled = organisms()
-    if name in bundled:
-        source = bundled[name]
-    elif name.startswith("organism"):
-        raise ModelLoadError(
-            f"no bundled organism named {name!r}; bundled: {', '.join(bundled) or 'none'} "
-            f"(looked in {data_dir() / 'organism'})")
-    else:
-        source = Path(name).expanduser()
-        if source.exists():
-            if not source.is_dir() or not (source / "config.json").exists():
-                raise ModelLoadError(f"{source} is not a model directory (it has no config.json)")
-        elif name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
-            raise ModelLoadError(f"no model directory at {source}")
-        else:
-            source = name  # a hub id
-    common = dict(trust_remote_code=trust_remote_code, revision=revision)
-    try:
-        config = AutoConfig.from_pretrained(source, **common)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"could not read a model config from {name!r}: {e}") from None
-    adapter_cls = adapter_class_for(config)  # raises UnsupportedArchitecture
-    placed = device_map is not None or quantization_config is not None
-    device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or default_dtype(device if device_map is None else _map_device(device_map))
-    extra = dict(kwargs)
-    # mismatched shapes are collected in the loading info (and raised below with every other
-    # problem) instead of transformers' error that only points at a log
-    extra.setdefault("ignore_mismatched_sizes", True)
-    if device_map is not None:
-        extra["device_map"] = device_map
-    if quantization_config is not None:
-        extra["quantization_config"] = quantization_config
-    try:
-        processor = adapter_cls.load_processor(source, **common)
-        net, info = AutoModelForImageTextToText.from_pretrained(
-            source, config=config, dtype=dtype, attn_implementation=attn_implementation,
-            use_safetensors=extra.pop("use_safetensors", True), output_loading_info=True,
-            **common, **extra)
-    except (OSError, ValueError, RuntimeError, ImportError, SafetensorError) as e:  # ImportError: e.g. no accelerate
-        raise ModelLoadError(f"could not load {name!r}: {e}") from None
-    check_loading_info(info, name, net)
-    if not placed:
-        net.to(device)
-    net.eval()
+    net, processor, adapter_cls, name = load_checkpoint(
+        model, device=device, dtype=dtype, device_map=device_map,
+        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+        revision=revision, quantization_config=quantization_config, **kwargs)
     return VLM(net, processor, adapter_cls(net, processor), name=name)
-
-
-def _map_device(device_map) -> torch.device:
-    """The device a ``device_map`` puts most of the model on, for the default dtype."""
-    if isinstance(device_map, dict):
-        devs = [torch.device(f"cuda:{d}" if isinstance(d, int) else d) for d in device_map.values()
-                if str(d) not in ("disk", "meta")]
-        return torch.device("cuda") if any(d.type == "cuda" for d in devs) else torch.device("cpu")
-    if isinstance(device_map, str) and device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
-        return torch.device(device_map)
-    return default_device()
 
 
 def wrap(model, processor, name: str = "") -> VLM:

@@ -16,6 +16,11 @@ import torch
 from ..tokens import TokenGeometry
 
 
+# the columns of the capability matrix (docs/models.md); every "yes" is a selftest check
+CAPABILITIES = ("attention recording", "knockout", "ablation", "logit lens", "pixel gradients",
+                "image gradients")
+
+
 class UnsupportedArchitecture(ValueError):
     """The model's architecture has no adapter."""
 
@@ -111,15 +116,6 @@ class Adapter:
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(source, **kwargs)
-
-    @classmethod
-    def build_tiny(cls, path, local: bool = False):
-        """Save a tiny random checkpoint of this family to ``path`` (model + processor).
-
-        ``local=True``: configure the vision side so patches do not mix (for the
-        locality check); return ``False`` where the family cannot do that.
-        """
-        raise NotImplementedError(f"{cls.family} has no tiny model builder")
 
     def extend_inputs(self, inputs: dict, new_ids: torch.Tensor) -> dict:
         """Inputs for the prompt followed by ``new_ids [1, n]`` (teacher forcing).

@@ -37,20 +37,6 @@ from .base import Adapter, register
 # the image processors' absolute cap on the resized longest edge (MAX_IMAGE_SIZE in transformers)
 _MAX_IMAGE_SIZE = 4096
 
-IMAGE_MARKERS = ("<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
-
-# Idefics3's chat template ("User:<image>q<end_of_utterance>\nAssistant:"); the tokenizer adds BOS
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ message['role'] | capitalize }}"
-    "{% if message['content'] is string %}: {{ message['content'] }}"
-    "{% else %}{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
-    "{% for c in message['content'] %}"
-    "{% if c['type'] == 'text' %}{{ c['text'] }}{% elif c['type'] == 'image' %}<image>{% endif %}"
-    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}"
-)
-
-
 def _size_get(size, key):
     if size is None:
         return None
@@ -123,7 +109,7 @@ def tile_layout(width: int, height: int, image_processor) -> tuple[int, int, int
 
 
 class _TiledAdapter(Adapter):
-    """Shared geometry and tiny-model builder of Idefics3 and SmolVLM."""
+    """Shared geometry of Idefics3 and SmolVLM."""
 
     quirks = (
         "the longest edge is always resized to size['longest_edge'] (small images are upscaled), "
@@ -145,9 +131,6 @@ class _TiledAdapter(Adapter):
     # view's), kept >= 10 px from the global view's token edges (x=48, y=32) that they do not cross,
     # since LANCZOS downscaling to the global view blurs by up to 9 original pixels
     selftest_boxes = ((6, 6, 20, 18), (26, 42, 38, 56), (62, 24, 76, 40))
-
-    model_class_name = ""
-    image_processor_class_name = ""
 
     # -- language model parts -------------------------------------------------
     @property
@@ -261,50 +244,6 @@ class _TiledAdapter(Adapter):
             steps.append(f"squash to {m}x{m} (view 0)")
         return ", then ".join(steps)
 
-    # -- tiny model -----------------------------------------------------------
-    @classmethod
-    def build_tiny(cls, path, local: bool = False, *, tile: int = 32, longest_edge: int = 96,
-                   patch: int = 8, scale_factor: int = 2):
-        """Save a tiny random checkpoint (model + processor) to ``path``; return ``path``.
-
-        ``local=True`` gives the SigLIP tower 0 layers: each token is then its own
-        ``s x s`` patch group (patch embedding, position embedding, post-LayerNorm,
-        pixel shuffle and a per-token projection), so patches never mix.
-        """
-        import torch
-        import transformers as tf
-        from transformers import LlamaConfig
-
-        from ..organism.build import make_tokenizer
-
-        torch.manual_seed(0)
-        tok = make_tokenizer()
-        rowcol = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
-        tok.add_special_tokens({"additional_special_tokens": ["<image>", *IMAGE_MARKERS, *rowcol]})
-        tok.chat_template = CHAT_TEMPLATE
-        side = tile // patch // scale_factor
-        ip = getattr(tf, cls.image_processor_class_name)(
-            size={"longest_edge": longest_edge}, max_image_size={"longest_edge": tile},
-            do_image_splitting=True)
-        proc = cls._make_processor(ip, tok, side * side)
-        tcfg = LlamaConfig(
-            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=64, max_position_embeddings=1024,
-            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-        vcfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0 if local else 1,
-                    num_attention_heads=2, image_size=tile, patch_size=patch)
-        cfg = getattr(tf, cls.config_classes[0])(
-            vision_config=vcfg, text_config=tcfg, scale_factor=scale_factor,
-            image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
-        getattr(tf, cls.model_class_name)(cfg).save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
-
-    @classmethod
-    def _make_processor(cls, image_processor, tokenizer, image_seq_len):
-        raise NotImplementedError
-
 
 @register
 class Idefics3Adapter(_TiledAdapter):
@@ -315,25 +254,6 @@ class Idefics3Adapter(_TiledAdapter):
         "364 px tiles, 14 px patches, scale factor 2: 169 tokens per view; longest edge 4*364, "
         "so a typical image gives 4xN tiles + global (up to 17 views)",
     )
-    model_class_name = "Idefics3ForConditionalGeneration"
-    image_processor_class_name = "Idefics3ImageProcessorPil"
-
-    @classmethod
-    def _make_processor(cls, image_processor, tokenizer, image_seq_len):
-        from transformers import Idefics3Processor
-
-        return Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
-                                 image_seq_len=image_seq_len, chat_template=CHAT_TEMPLATE)
-
-
-def smolvlm_processor_available() -> bool:
-    """Whether ``SmolVLMProcessor`` can be built here (it needs torchvision and num2words)."""
-    try:
-        import num2words  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @register
@@ -351,8 +271,6 @@ class SmolVLMAdapter(_TiledAdapter):
         "without torchvision or num2words, load_processor falls back to Idefics3Processor (the "
         "same image prompt, no video) and the tiny checkpoint is saved with it",
     )
-    model_class_name = "SmolVLMForConditionalGeneration"
-    image_processor_class_name = "SmolVLMImageProcessorPil"
 
     @classmethod
     def load_processor(cls, source, **kwargs):
@@ -370,16 +288,3 @@ class SmolVLMAdapter(_TiledAdapter):
             if not any(name in str(e).lower() for name in ("torchvision", "num2words")):
                 raise
             return Idefics3Processor.from_pretrained(source, **kwargs)
-
-    @classmethod
-    def _make_processor(cls, image_processor, tokenizer, image_seq_len):
-        if not smolvlm_processor_available():
-            return Idefics3Adapter._make_processor(image_processor, tokenizer, image_seq_len)
-        from transformers import SmolVLMProcessor, SmolVLMVideoProcessor
-
-        side = image_processor.max_image_size["longest_edge"]
-        video = SmolVLMVideoProcessor(size={"longest_edge": side},
-                                      max_image_size={"longest_edge": side})
-        return SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                video_processor=video, image_seq_len=image_seq_len,
-                                chat_template=CHAT_TEMPLATE)

@@ -24,22 +24,8 @@ import numpy as np
 import torch
 
 from ..tokens import TokenGeometry
+from ._grid import GridBuilder, cell_grid, image_kwargs, n_views, pair, size_hw, view_hw
 from .base import Adapter, register
-from .gemma import (GridBuilder, cell_grid, image_kwargs, n_views, pair, size_hw, view_hw,
-                    word_tokenizer)
-
-# InternVL3-hf's format, minus the default system prompt: the image becomes <IMG_CONTEXT>,
-# which the processor expands to <img> <IMG_CONTEXT>*n </img>.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for c in message['content'] %}"
-    "{% if c['type'] == 'image' %}<IMG_CONTEXT>\n"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 _IMAGE_ONLY: list[type] = []
 
@@ -100,44 +86,6 @@ class InternVLAdapter(Adapter):
     selftest_image_size = (96, 64)
     selftest_boxes = ((52, 20, 60, 28), (4, 44, 12, 52))
     capabilities = {"image gradients": "yes"}
-
-    @classmethod
-    def build_tiny(cls, path, local: bool = False):
-        from transformers import (GotOcr2ImageProcessorPil, InternVLConfig,
-                                  InternVLForConditionalGeneration, InternVLVisionConfig,
-                                  Qwen2Config)
-
-        torch.manual_seed(0)
-        tok = word_tokenizer(
-            bos=None, eos="<|im_end|>", pad="<|endoftext|>",
-            named={"start_image_token": "<img>", "end_image_token": "</img>",
-                   "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
-            specials=("<|im_start|>",), chat_template=CHAT_TEMPLATE)
-        side, patch, ratio = 32, 4, 0.5  # 8x8 patches -> 4x4 = 16 tokens per tile
-        n_tok = int((side // patch * ratio) ** 2)
-        ip = GotOcr2ImageProcessorPil(size={"height": side, "width": side}, crop_to_patches=True,
-                                      min_patches=1, max_patches=6,
-                                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
-        proc = image_only_processor()(image_processor=ip, tokenizer=tok, image_seq_length=n_tok,
-                                      chat_template=CHAT_TEMPLATE)
-        # local: no ViT layers, so a token depends on its own 2x2 patches only
-        vcfg = InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                                    num_hidden_layers=0 if local else 1, image_size=side,
-                                    patch_size=patch)
-        eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
-        tcfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=1024, eos_token_id=eos, pad_token_id=pad,
-                           bos_token_id=None, tie_word_embeddings=True)
-        cfg = InternVLConfig(vision_config=vcfg, text_config=tcfg, downsample_ratio=ratio,
-                             image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
-                             image_seq_length=n_tok, vision_feature_layer=-1,
-                             vision_feature_select_strategy="default")
-        model = InternVLForConditionalGeneration(cfg)
-        model.generation_config.eos_token_id = eos
-        model.save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
 
     @classmethod
     def load_processor(cls, source, **kwargs):

@@ -10,26 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..tokens import TokenGeometry, grid_boxes
+from ._grid import keeps_cls_token, resize_hw, size_dict
 from .base import Adapter, register
-
-
-def _resize_hw(height: int, width: int, size: dict) -> tuple[int, int]:
-    """Output (height, width) of the processor's resize, following its own rule."""
-    if size.get("shortest_edge"):
-        s = int(size["shortest_edge"])
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = s, int(s * long / short)
-        return (new_long, new_short) if width <= height else (new_short, new_long)
-    return int(size["height"]), int(size["width"])
-
-
-def _size_dict(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    return {k: getattr(value, k) for k in ("shortest_edge", "height", "width")
-            if getattr(value, k, None) is not None}
 
 
 @register
@@ -44,30 +26,6 @@ class LlavaAdapter(Adapter):
         "24x24 grid of 14-px patches at 336 px; 576 image tokens, CLS dropped",
     )
 
-    @classmethod
-    def build_tiny(cls, path, local: bool = False):
-        import torch
-        from transformers import LlavaForConditionalGeneration, LlavaImageProcessorPil
-
-        from ..organism.build import DecoderSpec, VisionSpec, make_config, make_processor
-
-        torch.manual_seed(0)
-        vspec = VisionSpec("clip", hidden=32, layers=1, heads=2)
-        proc = make_processor(vspec)
-        # LLaVA-1.5's own preprocessing: shortest-edge resize then centre crop
-        proc.image_processor = LlavaImageProcessorPil(
-            size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64},
-            image_mean=[0.48145466, 0.4578275, 0.40821073],
-            image_std=[0.26862954, 0.26130258, 0.27577711])
-        cfg = make_config(vspec, DecoderSpec(32, 2, 4, 2, 64), len(proc.tokenizer), proc.tokenizer)
-        if local:
-            # one layer, read at -2 = the patch embeddings (LLaVA-1.5 default index; note
-            # that transformers treats layer 0 as "no layer" and fails)
-            cfg.vision_feature_layer = -2
-        LlavaForConditionalGeneration(cfg).save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
-
     @property
     def _ip(self):
         return self.processor.image_processor
@@ -79,9 +37,7 @@ class LlavaAdapter(Adapter):
     @property
     def has_cls_token(self) -> bool:
         """Whether the image tokens include the tower's CLS token ("full" strategy on CLIP)."""
-        vcfg = self.model.config.vision_config
-        strategy = self.model.config.vision_feature_select_strategy
-        return strategy == "full" and vcfg.model_type == "clip_vision_model"
+        return keeps_cls_token(self.model.config)
 
     def transform(self, width: int, height: int):
         """Return ``(to_original, (H, W))``: fractions of the processed view -> original pixels."""
@@ -95,12 +51,12 @@ class LlavaAdapter(Adapter):
             w = h = float(side)
         ph, pw = int(round(h)), int(round(w))
         if getattr(ip, "do_resize", True):
-            ph, pw = _resize_hw(int(h), int(w), _size_dict(ip.size))
+            ph, pw = resize_hw(int(h), int(w), size_dict(ip.size))
         sx, sy = pw / w, ph / h
         top = left = 0
         out_h, out_w = ph, pw
         if getattr(ip, "do_center_crop", False):
-            crop = _size_dict(ip.crop_size)
+            crop = size_dict(ip.crop_size)
             out_h, out_w = int(crop["height"]), int(crop["width"])
             top, left = (ph - out_h) // 2, (pw - out_w) // 2
 
@@ -135,10 +91,10 @@ class LlavaAdapter(Adapter):
             fill = [int(m * 255) / 255 for m in ip.image_mean]  # the processor's background
             x = pixels.pad_to_square(x, fill)
         if getattr(ip, "do_resize", True):
-            h, w = _resize_hw(x.shape[-2], x.shape[-1], _size_dict(ip.size))
+            h, w = resize_hw(x.shape[-2], x.shape[-1], size_dict(ip.size))
             x = pixels.resize(x, h, w, getattr(ip, "resample", 3))
         if getattr(ip, "do_center_crop", False):
-            crop = _size_dict(ip.crop_size)
+            crop = size_dict(ip.crop_size)
             x = pixels.center_crop(x, int(crop["height"]), int(crop["width"]))
         x = pixels.normalized(x, ip)
         ref = inputs["pixel_values"]
@@ -150,10 +106,10 @@ class LlavaAdapter(Adapter):
         if getattr(ip, "do_pad", False):
             steps.append("pad to square")
         if getattr(ip, "do_resize", True):
-            size = _size_dict(ip.size)
+            size = size_dict(ip.size)
             steps.append(f"resize shortest edge to {size['shortest_edge']}"
                          if size.get("shortest_edge") else f"resize to {size['height']}x{size['width']}")
         if getattr(ip, "do_center_crop", False):
-            crop = _size_dict(ip.crop_size)
+            crop = size_dict(ip.crop_size)
             steps.append(f"center-crop {crop['height']}x{crop['width']}")
         return ", then ".join(steps)

@@ -41,8 +41,8 @@ import math
 import numpy as np
 
 from ..tokens import TokenGeometry
-from .base import register
-from .llava import LlavaAdapter, _resize_hw, _size_dict
+from ._grid import keeps_cls_token, resize_hw, size_dict
+from .base import Adapter, register
 
 
 # -------------------------------------------------------------------- helpers
@@ -70,11 +70,11 @@ def patch_steps(ip, height: int, width: int):
     """
     rh, rw = height, width
     if getattr(ip, "do_resize", True):
-        rh, rw = _resize_hw(height, width, _size_dict(ip.size))
+        rh, rw = resize_hw(height, width, size_dict(ip.size))
     top = left = 0
     out_h, out_w = rh, rw
     if getattr(ip, "do_center_crop", False):
-        crop = _size_dict(ip.crop_size)
+        crop = size_dict(ip.crop_size)
         out_h, out_w = int(crop["height"]), int(crop["width"])
         top, left = (rh - out_h) // 2, (rw - out_w) // 2
 
@@ -169,7 +169,7 @@ def image_only_onevision_processor():
 
 # -------------------------------------------------------------------- adapters
 @register
-class LlavaNextAdapter(LlavaAdapter):
+class LlavaNextAdapter(Adapter):
     """LLaVA-NeXT: base view + unpadded anyres tiles with row-end newline tokens."""
 
     family = "llava-next"
@@ -192,45 +192,20 @@ class LlavaNextAdapter(LlavaAdapter):
     selftest_boxes = ((4, 3, 9, 8), (19, 10, 26, 17))
     capabilities = {"image gradients": "yes"}
 
-    # -- tiny models ----------------------------------------------------------
-    @classmethod
-    def build_tiny(cls, path, local: bool = False):
-        import torch
-        from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig,
-                                  LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil,
-                                  LlavaNextProcessor)
-
-        from ..organism.build import CHAT_TEMPLATE, make_tokenizer
-
-        torch.manual_seed(0)
-        side, patch = 32, 8
-        pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
-        tok = make_tokenizer()
-        ip = LlavaNextImageProcessorPil(
-            size={"shortest_edge": side}, crop_size={"height": side, "width": side},
-            image_grid_pinpoints=pinpoints)
-        proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=patch,
-                                  vision_feature_select_strategy="default",
-                                  chat_template=CHAT_TEMPLATE, num_additional_image_tokens=1)
-        vcfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                num_attention_heads=2, image_size=side, patch_size=patch,
-                                projection_dim=32)
-        tcfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                           max_position_embeddings=512, bos_token_id=tok.bos_token_id,
-                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                           tie_word_embeddings=False)
-        cfg = LlavaNextConfig(
-            vision_config=vcfg, text_config=tcfg, image_grid_pinpoints=pinpoints,
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            vision_feature_select_strategy="default",
-            # one layer read at -2 = the patch embeddings (layer 0 is falsy in transformers)
-            vision_feature_layer=-2 if local else -1, tie_word_embeddings=False)
-        LlavaNextForConditionalGeneration(cfg).save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
-
     # -- geometry ---------------------------------------------------------------
+    @property
+    def _ip(self):
+        return self.processor.image_processor
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.model.config.vision_config.patch_size)
+
+    @property
+    def has_cls_token(self) -> bool:
+        """Whether the image tokens include the tower's CLS token ("full" strategy on CLIP)."""
+        return keeps_cls_token(self.model.config)
+
     @property
     def grid_side(self) -> int:
         """Patches per side of one tower view (``image_size // patch_size``)."""
@@ -252,12 +227,12 @@ class LlavaNextAdapter(LlavaAdapter):
 
     def _sizes(self):
         """(base (h, w), tile side in pixels) following the processor's ``_preprocess``."""
-        size = _size_dict(self._ip.size)
+        size = size_dict(self._ip.size)
         if size.get("height") and size.get("width"):
             base = (int(size["height"]), int(size["width"]))
         else:
             base = (int(size["shortest_edge"]),) * 2
-        crop = _size_dict(getattr(self._ip, "crop_size", None))
+        crop = size_dict(getattr(self._ip, "crop_size", None))
         tile = int(crop.get("height") or size.get("height") or size["shortest_edge"])
         return base, tile
 
@@ -359,10 +334,10 @@ class LlavaNextAdapter(LlavaAdapter):
 
         ip = self._ip
         if getattr(ip, "do_resize", True):
-            h, w = _resize_hw(view.shape[-2], view.shape[-1], _size_dict(ip.size))
+            h, w = resize_hw(view.shape[-2], view.shape[-1], size_dict(ip.size))
             view = pixels.resize(view, h, w, ip.resample)
         if getattr(ip, "do_center_crop", False):
-            crop = _size_dict(ip.crop_size)
+            crop = size_dict(ip.crop_size)
             view = pixels.center_crop(view, int(crop["height"]), int(crop["width"]))
         return pixels.normalized(view, ip)
 
@@ -396,7 +371,7 @@ class LlavaNextAdapter(LlavaAdapter):
                  f"tiles: resize (aspect kept) into the best of image_grid_pinpoints, "
                  f"centre zero-pad, cut into {tile}-px tiles"]
         if getattr(self._ip, "do_center_crop", False):
-            crop = _size_dict(self._ip.crop_size)
+            crop = size_dict(self._ip.crop_size)
             steps.append(f"each view centre-cropped to {crop['width']}x{crop['height']}")
         return "; ".join(steps)
 
@@ -427,45 +402,6 @@ class LlavaOnevisionAdapter(LlavaNextAdapter):
     )
     selftest_image_size = (30, 20)
     selftest_boxes = ((4, 3, 9, 8), (19, 10, 26, 17))
-
-    @classmethod
-    def build_tiny(cls, path, local: bool = False, vision_aspect_ratio: str = "anyres_max_1"):
-        """Tiny OneVision; ``anyres_max_1`` makes two-tile images pool (the real default is 9)."""
-        import torch
-        from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
-                                  LlavaOnevisionImageProcessorPil, Qwen2Config, SiglipVisionConfig)
-
-        from ..organism.build import CHAT_TEMPLATE, make_tokenizer
-
-        torch.manual_seed(0)
-        side, patch = 32, 8
-        pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
-        tok = make_tokenizer()
-        tok.add_tokens(["<video>"], special_tokens=True)
-        ip = LlavaOnevisionImageProcessorPil(size={"height": side, "width": side},
-                                             image_grid_pinpoints=pinpoints)
-        # the image-only processor: the real one needs torchvision for its video half
-        proc = image_only_onevision_processor()(
-            image_processor=ip, tokenizer=tok, num_image_tokens=(side // patch) ** 2,
-            vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-            vision_aspect_ratio=vision_aspect_ratio)
-        vcfg = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                  num_attention_heads=2, image_size=side, patch_size=patch,
-                                  vision_use_head=False)
-        tcfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                           max_position_embeddings=512, bos_token_id=tok.bos_token_id,
-                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                           tie_word_embeddings=False)
-        cfg = LlavaOnevisionConfig(
-            vision_config=vcfg, text_config=tcfg, image_grid_pinpoints=pinpoints,
-            image_token_index=tok.convert_tokens_to_ids("<image>"),
-            video_token_index=tok.convert_tokens_to_ids("<video>"),
-            vision_feature_select_strategy="full", vision_aspect_ratio=vision_aspect_ratio,
-            vision_feature_layer=-2 if local else -1, tie_word_embeddings=False)
-        LlavaOnevisionForConditionalGeneration(cfg).save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
 
     @classmethod
     def load_processor(cls, source, **kwargs):

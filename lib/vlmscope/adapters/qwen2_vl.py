@@ -14,13 +14,12 @@ the order after the merger, so the token order is the same.
 In transformers 5.x the processors always build a video processor, which
 needs torchvision. ``Qwen2VLImageOnlyProcessor`` and
 ``Qwen2_5_VLImageOnlyProcessor`` are the same processors without it (see
-``image_only_processors``); the tiny self-test checkpoints are saved with
-them, and ``load_processor`` falls back to them for real checkpoints.
+``image_only_processors``); the tiny test checkpoints (``vlmscope.testing.tiny``)
+are saved with them, and ``load_processor`` falls back to them for real
+checkpoints.
 """
 
 from __future__ import annotations
-
-from typing import ClassVar
 
 import numpy as np
 
@@ -28,23 +27,6 @@ from ..tokens import TokenGeometry, grid_boxes
 from .base import Adapter, register
 
 # ----------------------------------------------------------------- processors
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
-
-# Qwen2-VL-Instruct's chat format, reduced to what vlmscope sends (one user turn with
-# an image and text): default system prompt, <|vision_start|><|image_pad|><|vision_end|>.
-CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for c in message['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 _IMAGE_ONLY = {"qwen2-vl": ("Qwen2VLProcessor", "Qwen2VLImageOnlyProcessor"),
                "qwen2.5-vl": ("Qwen2_5_VLProcessor", "Qwen2_5_VLImageOnlyProcessor")}
 _PROCESSORS: dict[str, type] = {}
@@ -90,28 +72,6 @@ def __getattr__(name):  # PEP 562: ``from .qwen2_vl import Qwen2VLImageOnlyProce
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_tokenizer():
-    """A word-level fast tokenizer with Qwen's special tokens and chat template (no BOS)."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    from ..organism.build import WORDS
-
-    words = sorted(set(WORDS) | {"system", "you", "helpful"})
-    vocab = {w: i for i, w in enumerate(QWEN_SPECIAL + ["<unk>"] + words)}
-    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
-    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
 def _size(ip) -> tuple[int, int]:
     """(min_pixels, max_pixels) of a Qwen2-VL image processor."""
     size = getattr(ip, "size", None) or {}
@@ -125,7 +85,6 @@ def _size(ip) -> tuple[int, int]:
 class _QwenVLAdapter(Adapter):
     """Shared Qwen2-VL / Qwen2.5-VL logic; subclasses name the transformers classes."""
 
-    _model_class: ClassVar[str] = ""
     selftest_image_size = (150, 100)  # -> 140x112 resized, a 4x5 grid of merged tokens
     capabilities = {"image gradients": "yes"}
     # one box inside token (1, 1); one across the column boundary x=90 (tokens (2, 2), (2, 3))
@@ -235,56 +194,6 @@ class _QwenVLAdapter(Adapter):
                 raise
             return image_only.from_pretrained(source, **kwargs)
 
-    # -- tiny checkpoints --------------------------------------------------------
-    @classmethod
-    def _configs(cls, local: bool) -> dict:
-        """Keyword arguments of the family's config class (text and vision parts)."""
-        raise NotImplementedError
-
-    @classmethod
-    def _localize(cls, model) -> None:
-        """Edit a freshly built ``local=True`` model so its ViT does not mix merged tokens."""
-
-    @classmethod
-    def build_tiny(cls, path, local: bool = False):
-        """Save a tiny random model and image-only processor of this family to ``path``.
-
-        Patch 14, merge 2, min_pixels 56*56, max_pixels 28*28*24: a 100-150 px image
-        gives 4-24 tokens. ``local=True`` keeps every merged token's ViT state to its
-        own 2x2 patches (see the subclasses).
-        """
-        import torch
-        import transformers
-        from transformers import Qwen2VLImageProcessorPil
-
-        torch.manual_seed(0)
-        tok = make_tokenizer()
-        ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 24,
-                                      patch_size=14, merge_size=2, temporal_patch_size=2)
-        proc = image_only_processors()[cls.family](image_processor=ip, tokenizer=tok,
-                                                   chat_template=CHAT_TEMPLATE)
-        ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-        text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                    num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                    max_position_embeddings=512, bos_token_id=None,
-                    eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-                    # head_dim 16 -> 8 frequencies split (t, h, w) = (2, 3, 3)
-                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                     "mrope_section": [2, 3, 3]})
-        config_cls = getattr(transformers, cls.config_classes[0])
-        cfg = config_cls(text_config=text, **cls._configs(local),
-                         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                         vision_start_token_id=ids["<|vision_start|>"],
-                         vision_end_token_id=ids["<|vision_end|>"])
-        model = getattr(transformers, cls._model_class)(cfg)
-        if local:
-            cls._localize(model)
-        model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-        model.generation_config.pad_token_id = ids["<|endoftext|>"]
-        model.save_pretrained(path)
-        proc.save_pretrained(path)
-        return path
-
 
 @register
 class Qwen2VLAdapter(_QwenVLAdapter):
@@ -307,26 +216,6 @@ class Qwen2VLAdapter(_QwenVLAdapter):
         "transformers 5.x: AutoProcessor builds a video processor that needs torchvision; "
         "Qwen2VLImageOnlyProcessor works without it",
     )
-    _model_class = "Qwen2VLForConditionalGeneration"
-
-    @classmethod
-    def _configs(cls, local):
-        # embed_dim: ViT width; hidden_size: merger output (= the decoder's width)
-        return {"vision_config": dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2,
-                                      mlp_ratio=2, patch_size=14, spatial_merge_size=2,
-                                      temporal_patch_size=2)}
-
-    @classmethod
-    def _localize(cls, model):
-        # Qwen2-VL's ViT attends over the whole image in every block; zeroing the attention
-        # output projection leaves each block residual + per-patch MLP, and the merger only
-        # mixes the 4 patches of one token.
-        import torch
-
-        with torch.no_grad():
-            for blk in model.model.visual.blocks:
-                blk.attn.proj.weight.zero_()
-                blk.attn.proj.bias.zero_()
 
 
 @register
@@ -352,15 +241,3 @@ class Qwen25VLAdapter(_QwenVLAdapter):
         "transformers 5.x: AutoProcessor builds a video processor that needs torchvision; "
         "Qwen2_5_VLImageOnlyProcessor works without it",
     )
-    _model_class = "Qwen2_5_VLForConditionalGeneration"
-
-    @classmethod
-    def _configs(cls, local):
-        # hidden_size: ViT width; out_hidden_size: merger output (= the decoder's width).
-        # Default: 2x2-token windows in block 0, full attention in block 1. local=True:
-        # one-token windows (28 px) in every block, so no block mixes merged tokens.
-        window, full = (28, []) if local else (56, [1])
-        return {"vision_config": dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
-                                      out_hidden_size=32, patch_size=14, spatial_merge_size=2,
-                                      temporal_patch_size=2, window_size=window,
-                                      fullatt_block_indexes=full)}

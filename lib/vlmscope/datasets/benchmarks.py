@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ..models import ImageError, to_rgb
+from ..images import ImageError, to_rgb
 
 BENCHMARKS = ("cv-bench", "mmvp", "mmstar")
 PROMPT_STYLES = ("open", "choice", "native")

@@ -73,7 +73,7 @@ from pathlib import Path
 import numpy as np
 
 from ..judge import _IRREGULAR, COCO_SYNONYMS, singular
-from ..models import ImageError, to_rgb
+from ..images import ImageError, to_rgb
 
 __all__ = ["CocoError", "CocoItem", "CocoSelection", "FILTER_RULES", "load_coco",
            "object_words"]

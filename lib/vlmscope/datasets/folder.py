@@ -132,7 +132,7 @@ def load_folder(path, limit: int | None = None) -> list[ImageRecord]:
     Raises ``FileNotFoundError`` when the folder or an image is missing and
     ``FolderError`` naming the image and object when an annotation is malformed.
     """
-    from ..models import to_rgb
+    from ..images import to_rgb
 
     root = Path(path)
     if not root.is_dir():

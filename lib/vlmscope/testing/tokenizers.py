@@ -1,4 +1,4 @@
-"""Small tokenizers of the real kinds, trained here with the ``tokenizers`` library.
+"""Small tokenizers for tests: of the real kinds, trained here, and word-level ones.
 
 Real checkpoints use sub-word tokenizers, not the organism's word-level one,
 and code that turns words into token ids must be checked on them:
@@ -21,6 +21,10 @@ identical tokenizer (a fresh object each call, so callers may add tokens).
 >>> tok = make_tokenizer("bytelevel")
 >>> tok.convert_ids_to_tokens(tok("a red circle").input_ids)
 ['a', 'Ġred', 'Ġcircle']
+
+``word_tokenizer`` and ``qwen_tokenizer`` are word-level tokenizers over the
+synthetic world's words with a family's special tokens, for the tiny models
+(``testing.tiny``) where the kind of vocabulary does not matter.
 """
 
 from __future__ import annotations
@@ -177,4 +181,68 @@ def make_tokenizer(kind: str, *, special_tokens: dict[str, str] | None = None,
     fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(text), **special)
     if extra_special_tokens:
         fast.add_special_tokens({"additional_special_tokens": list(extra_special_tokens)})
+    return fast
+
+
+# ------------------------------------------------------------ word-level tokenizers
+def word_tokenizer(*, bos, eos, pad, unk="<unk>", named=None, specials=(), add_bos=False,
+                   chat_template=None, text_tokens=("\n\n", "\n")):
+    """A word-level ``PreTrainedTokenizerFast`` with a family's special tokens (offline).
+
+    Parameters
+    ----------
+    bos, eos, pad, unk : the named special tokens (``bos=None`` for families without one).
+    named : extra named special tokens, e.g. ``{"image_token": "<image>"}``; the tokenizer
+        then answers ``tok.image_token`` and ``tok.image_token_id``.
+    specials : further special tokens (turn markers such as ``<start_of_turn>``).
+    add_bos : whether plain tokenisation prepends ``bos`` (as the real tokenizer does).
+    text_tokens : non-special tokens matched verbatim (newlines, which the word-level
+        pre-tokenizer would otherwise drop).
+    """
+    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from ..organism.build import WORDS
+
+    named = dict(named or {})
+    base = [t for t in (pad, eos, bos, unk) if t is not None]
+    special = base + [t for t in list(named.values()) + list(specials) if t not in base]
+    words = special + list(text_tokens) + [w for w in WORDS + ["model", "system"] if w not in special]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    tok = Tokenizer(WordLevel(vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, unk_token=unk, pad_token=pad,
+        extra_special_tokens=named, add_bos_token=add_bos and bos is not None, add_eos_token=False)
+    extra = [t for t in special if t not in base]
+    if extra:
+        fast.add_special_tokens({"additional_special_tokens": extra})
+    fast.add_tokens([AddedToken(t, normalized=False, special=False) for t in text_tokens])
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    return fast
+
+
+def qwen_tokenizer():
+    """A word-level fast tokenizer with Qwen's special tokens and chat template (no BOS)."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from ..organism.build import WORDS
+    from .templates import QWEN_SPECIAL, QWEN_TEMPLATE
+
+    words = sorted(set(WORDS) | {"system", "you", "helpful"})
+    vocab = {w: i for i, w in enumerate(QWEN_SPECIAL + ["<unk>"] + words)}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
+    fast.chat_template = QWEN_TEMPLATE
     return fast
