@@ -428,20 +428,18 @@ def loss_table(df, by=("task", "rule", "rings"), seed: int = 0):
     """Share of initially correct identifications lost, with denominators and 95% intervals.
 
     Rows: ``by`` groups; columns n_correct_before (the denominator), n_lost,
-    lost (share), ci_low / ci_high (Wilson score interval), mean n_tokens.
+    lost (share), ci_low / ci_high (Wilson score interval, ``stats.wilson``), mean n_tokens.
     """
     import pandas as pd
-    from scipy.stats import binomtest
+
+    from .stats import wilson
 
     rows = []
     for key, g in df.groupby(list(by)):
         key = key if isinstance(key, tuple) else (key,)
         base = g[g.correct_before]
         n, lost = len(base), int((~base.correct_after).sum())
-        lo = hi = float("nan")
-        if n:
-            ci = binomtest(lost, n).proportion_ci(0.95, method="wilson")
-            lo, hi = float(ci.low), float(ci.high)
+        lo, hi = wilson(lost, n)
         rows.append({**dict(zip(by, key)), "n_correct_before": n, "n_lost": lost,
                      "lost": lost / n if n else float("nan"), "ci_low": lo, "ci_high": hi,
                      "n_tokens": float(g.n_tokens.mean())})
