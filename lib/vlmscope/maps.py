@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .attention import Recorder, attention
+from .datasets.synthetic import DESCRIBE
 from .metrics import mass_in_mask, pointing
 
 
@@ -87,7 +88,7 @@ class Recorded:
         return maps[layer, step, int(head)]
 
 
-def record_generation(vlm, image, question: str = "describe the image .",
+def record_generation(vlm, image, question: str = DESCRIBE,
                       max_new_tokens: int = 64, maps: str = "mean") -> Recorded:
     """Generate greedily on the recording backend."""
     prepared = vlm.prepare(image, question)
