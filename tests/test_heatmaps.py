@@ -263,10 +263,10 @@ def test_noise_seeds_differ_per_path_image():
 def test_balanced_batches():
     sizes, left = [], 20
     while left:
-        sizes.append(H._balanced(left, 8))
+        sizes.append(H.optimiser._balanced(left, 8))
         left -= sizes[-1]
     assert sizes == [7, 7, 6]
-    assert H._balanced(5, 8) == 5 and H._balanced(9, 1) == 1
+    assert H.optimiser._balanced(5, 8) == 5 and H.optimiser._balanced(9, 1) == 1
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_mask(tiny64, case, monkeypatch):
@@ -293,7 +293,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_mask(tiny64, case, monkeyp
 
     # out of memory at the very end, after the batch's gradients were added: they are taken back
     monkeypatch.setattr(H.Objective, "score", real)
-    real_batch = H._path_batch
+    real_batch = H.optimiser._path_batch
 
     def late(obj, image, baseline, masks, terms, part, *a):
         out = real_batch(obj, image, baseline, masks, terms, part, *a)
@@ -301,12 +301,12 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_mask(tiny64, case, monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory")
         return out
 
-    monkeypatch.setattr(H, "_path_batch", late)
+    monkeypatch.setattr(H.optimiser, "_path_batch", late)
     with pytest.warns(RuntimeWarning, match="out of memory"):
         late_run = H.igos(tiny64, prepared, ids, cfg, selection=sel)
     np.testing.assert_allclose(late_run.mask, want.mask, atol=1e-5)
     assert late_run.forwards == want.forwards
-    monkeypatch.setattr(H, "_path_batch", real_batch)
+    monkeypatch.setattr(H.optimiser, "_path_batch", real_batch)
 
     def broken(self, images, **kw):
         raise RuntimeError("shape mismatch")  # not a memory error: no retry
@@ -419,7 +419,34 @@ def test_faithfulness_matches_a_direct_computation(tiny64, case):
     assert f.insertion == pytest.approx(np.mean(ins), abs=1e-3)
 
 
+def test_faithfulness_takes_the_config_batch(tiny64, case, monkeypatch):
+    """The one ``batch`` knob of the optimisation also sizes faithfulness's forwards (so a
+    smaller batch lowers its memory too); an explicit ``batch`` still wins; scores do not change."""
+    prepared, ids = case
+    sel = H.select_tokens(tiny64, prepared, ids, positions=[1, 4])
+    mask = np.random.default_rng(3).uniform(0, 1, (4, 4))
+    real, sizes = H.Objective.logprobs, []
+
+    def spy(self, images, **kw):
+        sizes.append(len(images))
+        return real(self, images, **kw)
+
+    monkeypatch.setattr(H.Objective, "logprobs", spy)
+    small = H.faithfulness(tiny64, prepared, sel, mask, cells_per_step=2,
+                           config=H.HeatmapConfig(batch=2))
+    assert max(sizes) == 2
+    sizes.clear()
+    big = H.faithfulness(tiny64, prepared, sel, mask, cells_per_step=2,
+                         config=H.HeatmapConfig(batch=2), batch=5)
+    assert max(sizes) == 5
+    np.testing.assert_allclose(small.deletion_curve, big.deletion_curve, atol=1e-5)
+    np.testing.assert_allclose(small.insertion_curve, big.insertion_curve, atol=1e-5)
+    with pytest.raises(ValueError, match="batch"):
+        H.faithfulness(tiny64, prepared, sel, mask, batch=0)
+
+
 # ------------------------------------------------------------ plausibility
+
 def test_plausibility_pointing_and_mass():
     target = np.zeros((10, 10), bool)
     target[2:4, 2:4] = True
@@ -569,7 +596,7 @@ def test_each_switch_changes_the_mask_and_shared_noise_keeps_batch_free(tiny64, 
     else:  # near-1 masks of a random model barely feel it: the path images checked directly
         rng = np.random.default_rng(0)
         ms = {k: torch.from_numpy(rng.uniform(0, 1, (5, 5))) for k in ("deletion", "insertion")}
-        ups = {c: H._up_masks(ms, ["both"], (32, 40), c)["both"][0] for c in ("product", "upsampled")}
+        ups = {c: H.optimiser._up_masks(ms, ["both"], (32, 40), c)["both"][0] for c in ("product", "upsampled")}
         torch.testing.assert_close(ups["upsampled"], H.upsample(ms["deletion"], 32, 40)
                                    * H.upsample(ms["insertion"], 32, 40))
         torch.testing.assert_close(ups["product"], H.upsample(ms["deletion"] * ms["insertion"], 32, 40))

@@ -351,3 +351,16 @@ def test_design_vs_scale_validation():
         S.design_vs_scale(maps, DESIGN, SCALE, "cosine")
     with pytest.raises(ValueError, match="contrast"):
         S.design_vs_scale(maps, DESIGN, SCALE, contrast="scale")
+
+
+# ------------------------------------------------------------------ Wilson interval
+def test_wilson_matches_the_formula():
+    z = st.norm.ppf(0.975)
+    for k, n in [(0, 5), (3, 7), (7, 7), (12, 40)]:
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        low, high = S.wilson(k, n)
+        assert low == pytest.approx(max(0.0, centre - half), abs=1e-12)
+        assert high == pytest.approx(min(1.0, centre + half), abs=1e-12)
+    assert all(np.isnan(S.wilson(0, 0)))

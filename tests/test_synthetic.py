@@ -114,3 +114,23 @@ def test_move_object_moves_pixels_mask_and_words():
     y0, x0 = np.argwhere(o0.mask).mean(0)
     with pytest.raises(ValueError, match="overlaps"):
         move_object(two, 0, int(round(x1 - x0)), int(round(y1 - y0)))
+
+
+def test_question_templates_are_the_worlds():
+    from vlmscope.datasets.synthetic import DESCRIBE, QUESTIONS, describe, question
+
+    assert set(QUESTIONS) == set(QUESTION_KINDS) and QUESTIONS["describe"] == DESCRIBE
+    assert question("where", color="red", shape="circle") == "where is the red circle ?"
+    assert question("count") == "how many objects are there ?"
+    w = World()
+    for scene, qs in w.samples(20, seed=4):
+        for q in qs:
+            if q.target is not None:
+                assert q.text == question(q.kind, q.target)
+        assert describe(scene.objects) == scene.description()
+        assert parse_description(scene.description()) == {
+            (o.color, o.shape, *o.where.split()) for o in scene.objects}
+    with pytest.raises(ValueError, match="needs an object's shape"):
+        question("color")
+    with pytest.raises(ValueError, match="unknown question kind"):
+        question("size", color="red", shape="circle")

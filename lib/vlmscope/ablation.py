@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets.synthetic import DESCRIBE
 from .hooks import capture_lm_inputs, hooked
 from .words import answer_ids
 
@@ -70,7 +71,7 @@ def _digest(images) -> str:
 
 
 @torch.no_grad()
-def mean_vector(vlm, images, question: str = "describe the image .", cache=None) -> MeanVector:
+def mean_vector(vlm, images, question: str = DESCRIBE, cache=None) -> MeanVector:
     """Mean of the LM-input embeddings at image positions over ``images`` (all positions).
 
     ``cache``: a ``.safetensors`` path. Reused when its provenance (model,
@@ -248,14 +249,14 @@ def organism_tasks(obj) -> dict:
     <colour> <shape> ?" -> yes; vqa (one token): "what color is the <shape> ?"
     -> its colour.
     """
-    from .organism.evaluate import parse_description
+    from .datasets.synthetic import parse_description, question
 
     def names(text):
         return any((c, s) == (obj.color, obj.shape) for c, s, *_ in parse_description(text))
 
-    return {"generative": ("describe the image .", names),
-            "polling": (f"is there a {obj.name} ?", lambda t: t.strip() == "yes"),
-            "vqa": (f"what color is the {obj.shape} ?", lambda t: t.strip() == obj.color)}
+    return {"generative": (question("describe"), names),
+            "polling": (question("exists", obj), lambda t: t.strip() == "yes"),
+            "vqa": (question("color", obj), lambda t: t.strip() == obj.color)}
 
 
 def coco_tasks(category: str) -> dict:
@@ -368,7 +369,7 @@ NOISE_RULES = ("patches", "pixels")
 
 
 def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
-           question: str = "describe the image ."):
+           question: str = DESCRIBE):
     """``image`` with the object replaced by uniform noise (a PIL image).
 
     ``rule="patches"`` (released, ``replace_image_regions_with_patches``): every
@@ -404,7 +405,7 @@ def noised(vlm, image, mask, rule: str = "patches", seed: int = 0,
     return Image.fromarray(arr)
 
 
-def noise_filter(vlm, image, mask, names, question: str = "describe the image .",
+def noise_filter(vlm, image, mask, names, question: str = DESCRIBE,
                  max_new_tokens: int = 48, seed: int = 0, named: bool | None = None,
                  rule: str = "patches") -> dict:
     """The paper's filter: keep an object the model names, and stops naming once it is noise.
@@ -428,20 +429,18 @@ def loss_table(df, by=("task", "rule", "rings"), seed: int = 0):
     """Share of initially correct identifications lost, with denominators and 95% intervals.
 
     Rows: ``by`` groups; columns n_correct_before (the denominator), n_lost,
-    lost (share), ci_low / ci_high (Wilson score interval), mean n_tokens.
+    lost (share), ci_low / ci_high (Wilson score interval, ``stats.wilson``), mean n_tokens.
     """
     import pandas as pd
-    from scipy.stats import binomtest
+
+    from .stats import wilson
 
     rows = []
     for key, g in df.groupby(list(by)):
         key = key if isinstance(key, tuple) else (key,)
         base = g[g.correct_before]
         n, lost = len(base), int((~base.correct_after).sum())
-        lo = hi = float("nan")
-        if n:
-            ci = binomtest(lost, n).proportion_ci(0.95, method="wilson")
-            lo, hi = float(ci.low), float(ci.high)
+        lo, hi = wilson(lost, n)
         rows.append({**dict(zip(by, key)), "n_correct_before": n, "n_lost": lost,
                      "lost": lost / n if n else float("nan"), "ci_low": lo, "ci_high": hi,
                      "n_tokens": float(g.n_tokens.mean())})

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .datasets.synthetic import World, _mix
+from .datasets.synthetic import DESCRIBE, World, _mix, question
 from .runs import RunStore
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    question: str = "describe the image ."
+    question: str = DESCRIBE
     max_new_tokens: int = 48
     kinds: tuple = ("color", "where")  # heatmaps: question kinds with a target object
 
@@ -229,7 +229,7 @@ def _lastpos(vlm, scene, cfg: RunConfig) -> pd.DataFrame:
     windows = {**paper_windows(L), **sliding_windows(L)}
     frames = []
     for o in scene.objects:
-        q = f"what color is the {o.shape} ?"
+        q = question("color", o)
         p = vlm.prepare(scene.image, q)
         answer = answer_ids(vlm.tokenizer, vlm.chat_text(q), o.color)[0]  # predicted at the last position
         frames.append(lastpos_knockout(vlm, p, answer, o.mask, windows, CONDITIONS + OURS)

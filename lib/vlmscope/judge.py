@@ -133,7 +133,7 @@ class ExactJudge:
     name = "exact"
 
     def objects(self, text: str) -> set:
-        from .organism.evaluate import parse_description
+        from .datasets.synthetic import parse_description
 
         return parse_description(text)
 
@@ -154,7 +154,7 @@ class IdentityJudge:
     name = "identity"
 
     def objects(self, text: str) -> set:
-        from .organism.evaluate import parse_description
+        from .datasets.synthetic import parse_description
 
         return {shape for _colour, shape, *_place in parse_description(text)}
 

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from .attention import KNOCKOUTS, Knockout, attention, from_layer
+from .datasets.synthetic import DESCRIBE
 from .judge import default_judge
 
 
@@ -29,7 +30,7 @@ class SweepConfig:
 
     configs: tuple[str, ...] = ("img->gen", "img->txt", "img->txt+gen")
     starts: tuple[int, ...] | None = None
-    question: str = "describe the image ."
+    question: str = DESCRIBE
     max_new_tokens: int = 48
     batch_size: int = 32
 
@@ -127,7 +128,7 @@ def probe_accuracy(x_train, y_train, x_test, y_test, steps: int = 300, l2: float
 
 
 @torch.no_grad()
-def identity_probes(vlm, scenes, question: str = "describe the image .", n_train: int | None = None,
+def identity_probes(vlm, scenes, question: str = DESCRIBE, n_train: int | None = None,
                     seed: int = 0) -> pd.DataFrame:
     """Per layer: can a linear probe read which shapes a scene holds, and from where?
 

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .attention import Recorder, attention
+from .datasets.synthetic import DESCRIBE
+from .metrics import mass_in_mask, pointing
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Recorded:
         return maps[layer, step, int(head)]
 
 
-def record_generation(vlm, image, question: str = "describe the image .",
+def record_generation(vlm, image, question: str = DESCRIBE,
                       max_new_tokens: int = 64, maps: str = "mean") -> Recorded:
     """Generate greedily on the recording backend."""
     prepared = vlm.prepare(image, question)
@@ -116,8 +118,8 @@ def localisation(recorded: Recorded, words: list[tuple[int, np.ndarray]], rings:
 
     ``words`` pairs a generation step with the object's mask (original pixels).
     Columns: word (index into ``words``; words whose mask covers no image
-    token are skipped), step, token, layer, pointing (peak token covers the mask),
-    mass_in_mask (share of image attention on the object's tokens),
+    token are skipped), step, token, layer, pointing (the first peak token covers the mask),
+    mass_in_mask (share of image attention on the object's tokens; both from ``metrics``),
     mask_share (share of image tokens that are the object's), ratio
     (mass_in_mask / mask_share: 1.0 is what a uniform map scores).
     ``head="mean"`` scores the head-averaged maps; an integer scores one head.
@@ -132,13 +134,13 @@ def localisation(recorded: Recorded, words: list[tuple[int, np.ndarray]], rings:
         if len(obj_tokens) == 0:
             continue
         share = len(obj_tokens) / maps.shape[2]
+        inside = np.zeros(maps.shape[2], dtype=bool)
+        inside[obj_tokens] = True
         for layer in range(maps.shape[0]):
             m = maps[layer, step]
-            total = m.sum()
-            mass = float(m[obj_tokens].sum() / total) if total > 0 else float("nan")
+            mass = mass_in_mask(m, inside)
             rows.append({"word": word, "step": step, "token": recorded.generation.tokens[step],
-                         "layer": layer,
-                         "pointing": bool(int(np.argmax(m)) in set(obj_tokens.tolist())),
+                         "layer": layer, "pointing": pointing(m, inside, ties="first"),
                          "mass_in_mask": mass, "mask_share": share, "ratio": mass / share})
     return pd.DataFrame(rows)
 

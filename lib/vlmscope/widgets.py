@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 
 from . import plots
 from .attention import KNOCKOUTS, from_layer
+from .datasets.synthetic import DESCRIBE
 from .judge import default_judge
 from .knockout import generate_with_knockouts
 from .maps import localisation
@@ -169,7 +170,7 @@ def map_explorer(recorded, masks: dict | None = None, rings: int = 0,
 class KnockoutExplorer(Explorer):
     """Pick a cut and a start layer; regenerate the description under it."""
 
-    def __init__(self, vlm, image, question: str = "describe the image .",
+    def __init__(self, vlm, image, question: str = DESCRIBE,
                  max_new_tokens: int = 48, auto: bool = False, judge=None):
         self.vlm = vlm
         self.max_new_tokens = max_new_tokens
@@ -223,7 +224,7 @@ class KnockoutExplorer(Explorer):
                 f"<small>{score}</small></td></tr></table>")
 
 
-def knockout_explorer(vlm, image, question: str = "describe the image .",
+def knockout_explorer(vlm, image, question: str = DESCRIBE,
                       max_new_tokens: int = 48, auto: bool = False, judge=None) -> KnockoutExplorer:
     """Regenerate ``image``'s description live under a knockout, beside the baseline.
 

@@ -1,10 +1,14 @@
-"""The synthetic world: scenes of coloured shapes with exact masks and answers.
+"""The synthetic world: scenes of coloured shapes with exact masks and answers, and its grammar.
 
 Every scene is drawn on a light, slightly noisy background and holds 1-4
 objects. Within a scene all shapes are distinct and all colours are distinct,
 so "what colour is the circle?" and "what shape is the red object?" always
 have one answer. Objects sit in distinct cells of a 3x3 layout, so "where is
 the red circle?" has exact row and column words, and objects never overlap.
+
+The world's grammar lives here and only here: ``QUESTIONS`` (a template per
+question kind, ``question(kind, obj)``), ``DESCRIBE``, and the description
+grammar (``OBJECT_PHRASE``, ``describe``, ``parse_description``).
 
 >>> world = World()
 >>> scene = world.scene(seed=0)
@@ -16,6 +20,7 @@ the red circle?" has exact row and column words, and objects never overlap.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +38,58 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 NUMBERS = ("zero", "one", "two", "three", "four")
 QUESTION_KINDS = ("color", "shape", "where", "exists", "count", "describe")
+
+# ---------------------------------------------------------------- the grammar
+# The world's language, written once: every question the library asks about a scene and the
+# phrase a description lists its objects with. Tokenizers trained on the world and the
+# organism's training data use these; changing one changes what the organism was trained on.
+DESCRIBE = "describe the image ."
+QUESTIONS = {
+    "color": "what color is the {shape} ?",
+    "shape": "what shape is the {color} object ?",
+    "where": "where is the {color} {shape} ?",
+    "exists": "is there a {color} {shape} ?",
+    "count": "how many objects are there ?",
+    "describe": DESCRIBE,
+}
+OBJECT_PHRASE = "a {color} {shape} at {row} {col}"  # one object of a description
+DESCRIPTION_SEPARATOR, DESCRIPTION_END = " , ", " ."
+_OBJECT_RE = re.compile(rf"\b({'|'.join(COLORS)})\s+({'|'.join(SHAPES)})\s+at\s+({'|'.join(ROWS)})"
+                        rf"\s+({'|'.join(COLS)})\b")
+
+
+def question(kind: str, obj=None, *, color: str | None = None, shape: str | None = None) -> str:
+    """The text of a ``kind`` question (one of ``QUESTION_KINDS``) about ``obj`` (anything with
+    ``color`` and ``shape``, e.g. a ``SceneObject``) or about the ``color`` / ``shape`` given.
+
+    >>> question("color", shape="circle")
+    'what color is the circle ?'
+    >>> question("exists", color="red", shape="cross")
+    'is there a red cross ?'
+    """
+    if kind not in QUESTIONS:
+        raise ValueError(f"unknown question kind {kind!r}; known: {', '.join(QUESTION_KINDS)}")
+    color = color if color is not None else getattr(obj, "color", None)
+    shape = shape if shape is not None else getattr(obj, "shape", None)
+    template = QUESTIONS[kind]
+    missing = [n for n, v in (("color", color), ("shape", shape)) if "{" + n + "}" in template and v is None]
+    if missing:
+        raise ValueError(f"a {kind!r} question needs an object's {' and '.join(missing)}")
+    return template.format(color=color, shape=shape)
+
+
+def describe(objects) -> str:
+    """A description in the world's grammar: ``"a red circle at top left , ... ."``."""
+    parts = [OBJECT_PHRASE.format(color=o.color, shape=o.shape, row=ROWS[o.row], col=COLS[o.col])
+             for o in objects]
+    return DESCRIPTION_SEPARATOR.join(parts) + DESCRIPTION_END
+
+
+def parse_description(text: str) -> set[tuple[str, str, str, str]]:
+    """Objects named in a description in the world's grammar: {(colour, shape, row, col)}."""
+    return set(_OBJECT_RE.findall(text.lower()))
+
+
 SOURCE_KEY = "vlmscope.source"  # in a rendered scene's PIL ``info``: "synthetic"
 
 
@@ -80,9 +137,8 @@ class Scene:
     seed: int
 
     def description(self) -> str:
-        """The reference answer to "describe the image"."""
-        parts = [f"a {o.name} at {o.where}" for o in self.objects]
-        return " , ".join(parts) + " ."
+        """The reference answer to "describe the image" (``describe``)."""
+        return describe(self.objects)
 
     def object_by(self, shape: str | None = None, color: str | None = None):
         for o in self.objects:
@@ -156,20 +212,20 @@ class World:
         objs = scene.objects
         o = objs[int(rng.integers(len(objs)))]
         if kind == "color":
-            return Question(kind, f"what color is the {o.shape} ?", o.color, o)
+            return Question(kind, question(kind, o), o.color, o)
         if kind == "shape":
-            return Question(kind, f"what shape is the {o.color} object ?", o.shape, o)
+            return Question(kind, question(kind, o), o.shape, o)
         if kind == "where":
-            return Question(kind, f"where is the {o.name} ?", o.where, o)
+            return Question(kind, question(kind, o), o.where, o)
         if kind == "count":
-            return Question(kind, "how many objects are there ?", NUMBERS[len(objs)])
+            return Question(kind, question(kind), NUMBERS[len(objs)])
         if kind == "describe":
-            return Question(kind, "describe the image .", scene.description())
+            return Question(kind, question(kind), scene.description())
         if kind == "exists":
             if rng.random() < 0.5:
-                return Question(kind, f"is there a {o.name} ?", "yes", o)
+                return Question(kind, question(kind, o), "yes", o)
             shape, color = _hard_negative(scene, rng)
-            return Question(kind, f"is there a {color} {shape} ?", "no")
+            return Question(kind, question(kind, color=color, shape=shape), "no")
         raise ValueError(f"unknown question kind {kind!r}; known: {', '.join(QUESTION_KINDS)}")
 
     def samples(self, n: int, seed: int, kinds=QUESTION_KINDS):

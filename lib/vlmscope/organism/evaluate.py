@@ -6,16 +6,10 @@ import re
 
 import numpy as np
 
-from ..datasets.synthetic import COLORS, COLS, QUESTION_KINDS, ROWS, SHAPES, World
+from ..datasets.synthetic import COLORS, QUESTION_KINDS, SHAPES, World, parse_description, question
 
-_OBJ = re.compile(
-    rf"\b({'|'.join(COLORS)})\s+({'|'.join(SHAPES)})\s+at\s+({'|'.join(ROWS)})\s+({'|'.join(COLS)})\b"
-)
-
-
-def parse_description(text: str) -> set[tuple[str, str, str, str]]:
-    """Objects named in a description: {(colour, shape, row, col)}."""
-    return set(_OBJ.findall(text.lower()))
+__all__ = ["parse_description", "object_f1", "normalise", "evaluate_generate", "raw_generate",
+           "content_probe"]  # parse_description: the world's grammar (datasets.synthetic)
 
 
 def object_f1(predicted: str, reference: str) -> float:
@@ -106,7 +100,7 @@ def content_probe(vlm, n: int = 12, seed: int = 1000, n_objects: int = 1) -> dic
                 "wrong_shape": (o.color, s), "wrong_both": (c, s)}
         here = []
         for name, (colour, shape) in asks.items():
-            p = vlm.prepare(scene.image, f"is there a {colour} {shape} ?")
+            p = vlm.prepare(scene.image, question("exists", color=colour, shape=shape))
             y, no = vlm.score(p, "yes").total, vlm.score(p, "no").total
             here.append(1.0 / (1.0 + float(np.exp(no - y))))
             out[name].append(here[-1])

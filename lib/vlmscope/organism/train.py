@@ -20,6 +20,10 @@ The run checkpoints every ``ckpt_every`` steps (model, optimiser, stage and
 step) and resumes from the last checkpoint when started again with the same
 output directory. Data for step ``s`` is drawn from seed ``(seed, stage, s)``,
 so a resumed run sees exactly the batches an uninterrupted one would.
+
+One module on purpose (about 520 lines): the stages are methods of one ``Recipe`` that
+share its model, optimiser, data seeds and checkpoint state; cut apart, each piece would
+need all of that passed back in.
 """
 
 from __future__ import annotations

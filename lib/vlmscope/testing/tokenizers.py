@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from ..datasets.synthetic import COLORS, COLS, NUMBERS, ROWS, SHAPES
+from ..datasets.synthetic import COLORS, COLS, DESCRIBE, NUMBERS, ROWS, SHAPES, question
 from ..judge import COCO_SYNONYMS
 
 KINDS = ("sentencepiece", "bytelevel")
@@ -62,16 +62,16 @@ def _corpus() -> tuple[str, ...]:
         for j, s in enumerate(shapes):
             r, k = ROWS[(i + j) % 3], COLS[(i * 2 + j) % 3]
             lines += [
-                f"what color is the {s} ?", f"what shape is the {c} object ?",
-                f"where is the {c} {s} ?", f"is there a {c} {s} ?", "yes", "no", c, s,
+                *(question(kind, color=c, shape=s) for kind in ("color", "shape", "where", "exists")),
+                "yes", "no", c, s,
                 f"a {c} {s} at {r} {k}.", f"The {c} {s} is at the {r} {k}.",
                 f"{c.capitalize()} {s}s and {_plural(s)} are shapes.",
                 f"There are {NUMBERS[(i + j) % 5]} {c} {_plural(s)} in the image.",
                 f"{s.capitalize()}: {c}. {c.capitalize()}, {s}.",
                 f"A {c.capitalize()} {s.capitalize()} and The {c.capitalize()} {_plural(s).capitalize()}",
             ]
-    lines += [f"how many objects are there ? {n}" for n in NUMBERS]
-    lines += ["describe the image .", "Describe this image in detail.", "colour, color, colors"]
+    lines += [f"{question('count')} {n}" for n in NUMBERS]
+    lines += [DESCRIBE, "Describe this image in detail.", "colour, color, colors"]
     for canonical, names in COCO_SYNONYMS.items():
         for name in dict.fromkeys((canonical,) + names):
             lines += [f"There is a {name} in the picture.", f"a {name} next to the {_plural(name)}",
