@@ -69,6 +69,34 @@ def patch(vlm, clean, corrupt, site: str, positions, answer):
         return vlm.score(corrupt, ids)
 
 
+def patch_sweep(vlm, clean, corrupt, positions, answer, sites=("lm.input", "lm.layer.*.out")):
+    """``patch`` at each of ``sites`` (names or patterns; the clean run is captured once).
+
+    Returns a DataFrame: site, layer (None for ``lm.input``), logprob (the
+    patched answer's total log-probability), restored: (patched - corrupt) /
+    (clean - corrupt), the share of the clean run's advantage the patch brings
+    back (NaN when the two runs score the answer alike).
+    """
+    import pandas as pd
+
+    chosen = resolve(vlm, sites)
+    for s in chosen:
+        _check(vlm, clean, corrupt, s.name, answer)
+    ids = vlm.answer_ids(answer, corrupt).to(vlm.device)
+    pos = _positions(clean, positions, clean.input_ids.shape[1] + ids.numel())
+    cache = capture(vlm, clean, [s.name for s in chosen], device=None, answer=ids)
+    lp_clean, lp_corrupt = vlm.score(clean, ids).total, vlm.score(corrupt, ids).total
+    gap = lp_clean - lp_corrupt
+    rows = []
+    for s in chosen:
+        with intervene(vlm, corrupt, {s.name: set_at(pos, cache[s.name][pos.to(vlm.device)])}):
+            lp = vlm.score(corrupt, ids).total
+        rows.append({"site": s.name, "layer": s.layer, "logprob": lp, "clean": lp_clean,
+                     "corrupt": lp_corrupt,
+                     "restored": (lp - lp_corrupt) / gap if abs(gap) > 1e-6 else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def attribution_patch(vlm, clean, corrupt, site: str, answer, positions="image") -> torch.Tensor:
     """``[len(positions)]`` estimated effect of patching each position alone on the answer's
     total log-probability: ``(clean - corrupt) · gradient`` at ``site``, one backward pass.
@@ -98,4 +126,4 @@ def attribution_patch(vlm, clean, corrupt, site: str, answer, positions="image")
     return ((clean_act[p].to(grad.device) - corrupt_act).float() * grad[0, p].float()).sum(-1).cpu()
 
 
-__all__ = ["patch", "attribution_patch"]
+__all__ = ["patch", "patch_sweep", "attribution_patch"]
