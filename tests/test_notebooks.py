@@ -91,6 +91,7 @@ SMALLEST = {
     "08": ({"n_scenes": 2}, ("08_lens_layers.png", "08_lens_score.png", "08_lens.parquet",
                              "08_summary.json")),
     "09": ({"n_scenes": 2}, ("09_windows.png", "09_lastpos.parquet", "09_summary.json")),
+    "10a": ({"n_objects": 2, "n_reference": 3}, ("10a_attribution.png", "10a_summary.json")),
 }
 
 
@@ -147,6 +148,12 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
                 "other image, object only,all", "last row -> last,all"} <= set(ra)
         assert set(summary["p_drop_answer"]) == set(summary["p_drop"])
         assert summary["windows"]["all"] == list(range(summary["n_layers"]))
+    if prefix == "10a":  # by hand through sites = the library's functions; patching as 07 and 09 find
+        assert summary["lens_agreement"] == 1.0 and summary["norms_agree"]
+        assert summary["ablation_by_hand_equals_library"] and summary["n_objects"] == 2
+        restored = list(summary["restored_by_site"].values())
+        assert restored[0] > 0.9 and restored[-1] < 0.1, restored  # input yes, after the last layer no
+        assert summary["agreement"] > 0.8 and summary["attribution_share_on_object"] > 0.5
     if prefix != "08":  # the trained organism's answers make sense: every summary says so
         assert summary["nonsense"] is None, summary["nonsense"]
     nb = nbformat.read(done, as_version=4)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .datasets.synthetic import DESCRIBE
-from .hooks import capture_lm_inputs, hooked
+from .hooks import set_at
 from .words import answer_ids
 
 RULES = ("object", "random", "high-norm", "ig")
@@ -99,9 +99,7 @@ def mean_vector(vlm, images, question: str = DESCRIBE, cache=None) -> MeanVector
     total, count = None, 0
     for im in images:
         p = vlm.prepare(im, question)
-        with capture_lm_inputs(vlm) as seen:
-            vlm.model(**p.inputs)
-        emb = seen[0][0, p.groups.image.to(seen[0].device)].double()
+        emb = vlm.capture(p, "lm.input", device=None).at("lm.input", "image").double()
         total = emb.sum(0) if total is None else total + emb.sum(0)
         count += emb.shape[0]
     vec = (total / count).to(vlm.dtype)
@@ -129,27 +127,15 @@ def ablated(vlm, prepared, tokens, vector: torch.Tensor | None = None, mode: str
     if idx.numel() and (idx.min() < 0 or idx.max() >= n_image):
         raise IndexError(f"token indices must lie in 0..{n_image - 1}")
     positions = prepared.groups.image[idx]
-    prompt = prepared.input_ids.shape[1]
-
-    def edit(module, args, kwargs):
-        emb = kwargs.get("inputs_embeds")
-        if emb is None or emb.shape[1] < prompt or positions.numel() == 0:
-            return None  # a decoding step, or nothing to ablate
-        emb = emb.clone()
-        pos = positions.to(emb.device)
-        emb[:, pos] = 0.0 if mode == "zeros" else vector.to(emb.device, emb.dtype)
-        return args, {**kwargs, "inputs_embeds": emb}
-
-    with hooked(vlm.adapter.language_model, edit, pre=True):
+    value = 0.0 if mode == "zeros" else vector  # written at the LM input, prefill only
+    with vlm.intervene(prepared, {"lm.input": set_at(positions, value)}):
         yield
 
 
 # ------------------------------------------------------------- token choices
 def image_embeddings(vlm, prepared) -> torch.Tensor:
     """``[n_image, d]`` the image tokens' LM-input embeddings (float32, detached)."""
-    with capture_lm_inputs(vlm) as seen, torch.no_grad():
-        vlm.model(**prepared.inputs)
-    return seen[0][0, prepared.groups.image.to(seen[0].device)].float()
+    return vlm.capture(prepared, "lm.input", device=None).at("lm.input", "image").float()
 
 
 def image_embedding_norms(vlm, prepared, embeddings: torch.Tensor | None = None) -> np.ndarray:
@@ -196,16 +182,7 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
     n = prepared.input_ids.shape[1]
     for alpha in alphas:
         point = (x0 + alpha * (x - x0)).requires_grad_(True)
-
-        def swap(module, args, kwargs, point=point):
-            emb = kwargs.get("inputs_embeds")
-            if emb is None or emb.shape[1] < n:
-                return None
-            emb = emb.clone()
-            emb[0, img.to(emb.device)] = point.to(emb.device, emb.dtype)
-            return args, {**kwargs, "inputs_embeds": emb}
-
-        with hooked(vlm.adapter.language_model, swap, pre=True):
+        with vlm.intervene(prepared, {"lm.input": set_at(img, point)}):
             logits = vlm.model(**inputs).logits[0, n - 1]
         torch.log_softmax(logits.float(), -1)[ids[0]].backward()
         grads += point.grad

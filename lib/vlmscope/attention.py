@@ -15,7 +15,10 @@ what eager attention does and, per layer:
   knockout, so many configurations of one image run as one batch.
 
 ``attention(vlm, record=..., knockout=...)`` switches the language model to
-this backend for the duration of the block and always restores it.
+this backend for the duration of the block and always restores it;
+``attention_implementation(model, name)`` switches every sub-model to another
+of transformers' kernels ("sdpa", "eager", ...) the same way. This module is
+the door to how attention is computed.
 
 >>> rec = Recorder(prepared.groups)                                  # doctest: +SKIP
 >>> with attention(vlm, record=rec):                                 # doctest: +SKIP
@@ -303,3 +306,54 @@ def attention(vlm, record: Recorder | None = None, knockout: Knockout | None = N
         for m in attn_modules:
             if hasattr(m, "_vlmscope_session"):
                 del m._vlmscope_session
+
+
+# ------------------------------------------------------- the kernel switch
+def check_attention_name(name: str | None) -> None:
+    """A clear error for an attention implementation transformers does not know (None: as loaded)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if name is not None and name not in known:
+        raise ValueError(f"unknown attention implementation {name!r}; known: "
+                         f"{', '.join(known)} (or None: as loaded)")
+
+
+@contextmanager
+def attention_implementation(model, name: str | None):
+    """Run every sub-model of ``model`` that supports attention ``name`` on it inside the block.
+
+    ``name`` is a transformers attention implementation ("sdpa", "eager", ...);
+    ``None`` changes nothing. A sub-model that cannot switch (no dynamic
+    dispatch, or no support for ``name``) keeps what it was loaded with. The
+    previous implementations are restored on exit, even after an error.
+    Yields the names of the configs that were switched.
+    """
+    from transformers import PreTrainedModel
+
+    check_attention_name(name)
+    changed: list[tuple[object, str | None]] = []
+    names: list[str] = []
+    seen: set[int] = set()
+    try:
+        if name is not None:
+            for module in model.modules():
+                if not isinstance(module, PreTrainedModel) or id(module.config) in seen:
+                    continue
+                seen.add(id(module.config))
+                cfg = module.config
+                if cfg._attn_implementation == name:
+                    continue
+                try:
+                    ok = (module._can_set_attn_implementation()
+                          and module.get_correct_attn_implementation(name) == name)
+                except (ValueError, ImportError):
+                    ok = False
+                if ok:
+                    changed.append((cfg, cfg._attn_implementation_internal))
+                    cfg._attn_implementation_internal = name
+                    names.append(type(module).__name__)
+        yield names
+    finally:
+        for cfg, old in reversed(changed):
+            cfg._attn_implementation_internal = old

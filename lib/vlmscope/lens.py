@@ -4,7 +4,7 @@ For every decoder layer, the residual stream at each image position (the
 layer's OUTPUT) goes through the final norm and the unembedding
 (``Adapter.lens``): which vocabulary word does the model already "read" there?
 Hugging Face's last ``hidden_states`` entry is already normed, so this module
-hooks the layers' outputs instead of normalising it twice.
+reads the sites ``lm.layer.{i}.out`` (``vlmscope.hooks``) instead of normalising it twice.
 
 Only the top-k of each position and layer is kept (and the log-probabilities
 of any words you name), never the ``[layers, positions, vocabulary]`` block,
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .hooks import hooked
 from .words import lens_ids, vocabulary_ids
 from .words import word_ids as word_ids_of
 
@@ -81,20 +80,13 @@ def image_lens(vlm, prepared, k: int = 5, words=(), layers=None) -> LensResult:
     img = prepared.groups.image.to(vlm.device)
     tops, top_lp, wl = {}, {}, {}
 
-    def grab(layer):
-        def fn(module, args, kwargs, output):
-            h = output[0] if isinstance(output, tuple) else output
-            logp = torch.log_softmax(adapter.lens(h[0, img.to(h.device)]).float(), dim=-1)  # [n_image, V]
-            v, i = logp.topk(k, dim=-1)
-            tops[layer], top_lp[layer] = i.cpu().numpy(), v.cpu().numpy()
-            wl[layer] = logp[:, word_ids].cpu().numpy() if word_ids else np.zeros((len(img), 0))
-        return fn
+    def grab(x, call):  # an observer: returns None, the forward goes on unchanged
+        logp = torch.log_softmax(adapter.lens(x[0, img.to(x.device)]).float(), dim=-1)  # [n_image, V]
+        v, i = logp.topk(k, dim=-1)
+        tops[call.layer], top_lp[call.layer] = i.cpu().numpy(), v.cpu().numpy()
+        wl[call.layer] = logp[:, word_ids].cpu().numpy() if word_ids else np.zeros((len(img), 0))
 
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        for layer in layer_ids:
-            stack.enter_context(hooked(adapter.layers[layer], grab(layer)))
+    with vlm.intervene(prepared, {f"lm.layer.{layer}.out": grab for layer in layer_ids}):
         vlm.model(**prepared.inputs)
     return LensResult(np.stack([tops[l] for l in layer_ids]), np.stack([top_lp[l] for l in layer_ids]),
                       tuple(words), tuple(word_ids), np.stack([wl[l] for l in layer_ids]), vocab,

@@ -166,28 +166,18 @@ def map_peaks(recorded: Recorded) -> pd.DataFrame:
 def image_token_norms(vlm, prepared) -> np.ndarray:
     """``[layers, n_image]``: the L2 norm of each image token's hidden state entering each layer.
 
-    One prompt forward with a pre-hook on every decoder layer. Image tokens come
+    One prompt forward reading the sites ``lm.layer.{i}.in``. Image tokens come
     before the answer and attention is causal, so these are also the states
     the generated tokens attend to. High-norm outliers are the usual
     attention sinks among image tokens.
     """
-    from contextlib import ExitStack
-
     import torch
-
-    from .hooks import hooked
 
     norms: dict[int, torch.Tensor] = {}
 
-    def grab(layer: int):
-        def fn(module, args, kwargs):
-            h = args[0] if args else kwargs["hidden_states"]  # [B, T, d]
-            idx = prepared.groups.image.to(h.device)
-            norms[layer] = h[0, idx].float().norm(dim=-1).cpu()  # [n_image]
-        return fn
+    def grab(x, call):  # [B, T, d] entering the layer
+        norms[call.layer] = x[0, prepared.groups.image.to(x.device)].float().norm(dim=-1).cpu()
 
-    with ExitStack() as stack, torch.no_grad():
-        for layer, module in enumerate(vlm.adapter.layers):
-            stack.enter_context(hooked(module, grab(layer), pre=True))
+    with vlm.intervene(prepared, {"lm.layer.*.in": grab}), torch.no_grad():
         vlm.model(**prepared.inputs)
     return torch.stack([norms[layer] for layer in sorted(norms)]).numpy()

@@ -17,7 +17,6 @@ importable from here).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ from .images import ImageConversionWarning, ImageError, to_rgb  # noqa: F401  (r
 from .loading import (DEFAULT_ORGANISM, TRANSFORMERS_FLOOR, ModelLoadError,  # noqa: F401  (re-exported)
                       check_loading_info, check_transformers_version, data_dir, default_device,
                       default_dtype, load_checkpoint, organisms)
+from .attention import attention_implementation, check_attention_name  # noqa: F401  (moved; re-exported for one release)
 from .tokens import TokenGeometry, TokenGroups
 
 
@@ -256,6 +256,27 @@ class VLM:
         logp = torch.log_softmax(at_least_float32(logits), dim=-1).gather(1, ids[:, None])[:, 0]
         return Score(ids.cpu(), self.tokenizer.convert_ids_to_tokens(ids.tolist()), logp.cpu())
 
+    # -------------------------------------------------------------- hook sites
+    def sites(self) -> list[str]:
+        """The named hook sites of this model (``vlmscope.hooks``): ``vision.layer.{i}``,
+        ``projector``, ``lm.input``, ``lm.layer.{i}.in|attn|mlp|out``, ``lm.final_norm``, ``logits``."""
+        from .hooks import sites
+
+        return sites(self)
+
+    def capture(self, prepared: Prepared, sites, device="cpu", answer=None):
+        """One forward keeping the tensors at ``sites`` (names or patterns): a ``hooks.Cache``."""
+        from .hooks import capture
+
+        return capture(self, prepared, sites, device=device, answer=answer)
+
+    def intervene(self, prepared: Prepared | None, edits: dict):
+        """A context in which forward, ``generate`` and ``score`` pass each site's tensor through
+        its function (``hooks.intervene``); the hooks go on leaving it, also after an error."""
+        from .hooks import intervene
+
+        return intervene(self, prepared, edits)
+
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """fp16/bf16 -> float32 (log_softmax underflows in half precision); float64 stays float64."""
@@ -266,56 +287,6 @@ def _as_list(x):
     if x is None:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-def check_attention_name(name: str | None) -> None:
-    """A clear error for an attention implementation transformers does not know (None: as loaded)."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
-    if name is not None and name not in known:
-        raise ValueError(f"unknown attention implementation {name!r}; known: "
-                         f"{', '.join(known)} (or None: as loaded)")
-
-
-@contextmanager
-def attention_implementation(model, name: str | None):
-    """Run every sub-model of ``model`` that supports attention ``name`` on it inside the block.
-
-    ``name`` is a transformers attention implementation ("sdpa", "eager", ...);
-    ``None`` changes nothing. A sub-model that cannot switch (no dynamic
-    dispatch, or no support for ``name``) keeps what it was loaded with. The
-    previous implementations are restored on exit, even after an error.
-    Yields the names of the configs that were switched.
-    """
-    from transformers import PreTrainedModel
-
-    check_attention_name(name)
-    changed: list[tuple[object, str | None]] = []
-    names: list[str] = []
-    seen: set[int] = set()
-    try:
-        if name is not None:
-            for module in model.modules():
-                if not isinstance(module, PreTrainedModel) or id(module.config) in seen:
-                    continue
-                seen.add(id(module.config))
-                cfg = module.config
-                if cfg._attn_implementation == name:
-                    continue
-                try:
-                    ok = (module._can_set_attn_implementation()
-                          and module.get_correct_attn_implementation(name) == name)
-                except (ValueError, ImportError):
-                    ok = False
-                if ok:
-                    changed.append((cfg, cfg._attn_implementation_internal))
-                    cfg._attn_implementation_internal = name
-                    names.append(type(module).__name__)
-        yield names
-    finally:
-        for cfg, old in reversed(changed):
-            cfg._attn_implementation_internal = old
 
 
 # ------------------------------------------------------------------------- load

@@ -18,6 +18,7 @@ QUICK = {
     "07": {"n_scenes": 2, "n_reference": 3, "max_new_tokens": 24, "use_noise_filter": True},
     "08": {"n_scenes": 2},
     "09": {"n_scenes": 2},
+    "10": {"n_objects": 2, "n_reference": 3},
 }
 
 
@@ -27,7 +28,7 @@ def notebook_dir() -> Path:
 
 def list_notebooks(only=None) -> list[Path]:
     """The numbered notebooks, optionally only those whose name starts with a prefix in ``only``."""
-    found = sorted(notebook_dir().glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(notebook_dir().glob("[0-9][0-9]*_*.ipynb"))  # 00_... to 10a_...
     if only:
         found = [p for p in found if any(p.name.startswith(o) for o in only)]
         if not found:

@@ -88,6 +88,63 @@ class Adapter:
     def n_layers(self) -> int:
         return len(self.layers)
 
+    # -- named hook sites (vlmscope.hooks) ------------------------------------
+    # where the vision side lives, first match wins: LLaVA, Gemma, InternVL use
+    # vision_tower + multi_modal_projector; Idefics3 / SmolVLM vision_model + connector;
+    # Qwen2-VL visual (blocks) with its merger as the projector
+    vision_names: ClassVar[tuple[str, ...]] = ("vision_tower", "vision_model", "visual")
+    vision_layer_paths: ClassVar[tuple[str, ...]] = ("encoder.layers", "encoder.layer", "blocks")
+    projector_paths: ClassVar[tuple[str, ...]] = ("multi_modal_projector", "connector", "visual.merger")
+
+    def _inner(self):
+        return getattr(self.model, "model", self.model)
+
+    @staticmethod
+    def _path(root, path: str):
+        for part in path.split("."):
+            root = getattr(root, part, None)
+            if root is None:
+                return None
+        return root
+
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        """The vision encoder."""
+        for name in self.vision_names:
+            m = getattr(self._inner(), name, None)
+            if m is not None:
+                return m
+        raise UnsupportedArchitecture(f"{self.family}: no vision tower found (looked for "
+                                      f"{', '.join(self.vision_names)})")
+
+    @property
+    def vision_layers(self) -> torch.nn.ModuleList:
+        """The vision encoder's layers, in order."""
+        tower = self.vision_tower
+        for path in self.vision_layer_paths:
+            m = self._path(tower, path)
+            if isinstance(m, torch.nn.ModuleList):
+                return m
+        raise UnsupportedArchitecture(f"{self.family}: no layer list in {type(tower).__name__}")
+
+    @property
+    def projector(self) -> torch.nn.Module:
+        """The module whose output are the image tokens' language-model embeddings."""
+        for path in self.projector_paths:
+            m = self._path(self._inner(), path)
+            if m is not None:
+                return m
+        raise UnsupportedArchitecture(f"{self.family}: no projector found (looked for "
+                                      f"{', '.join(self.projector_paths)})")
+
+    def layer_parts(self, layer: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+        """A decoder layer's attention block and MLP (None where it has no ``mlp``)."""
+        attn = getattr(layer, "self_attn", None)
+        if attn is None:
+            raise UnsupportedArchitecture(f"{self.family}: decoder layer {type(layer).__name__} "
+                                          "has no self_attn")
+        return attn, getattr(layer, "mlp", None)
+
     @property
     def image_token_id(self) -> int:
         cfg = self.model.config
