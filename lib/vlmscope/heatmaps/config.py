@@ -33,7 +33,8 @@ class HeatmapConfig:
     threshold: float = 1.0  # token selection: log-prob gain over the baseline
     single_token_ratio: float = 0.5  # single-token answers: keep when p(y|B) <= ratio * p(y|I)
     drop_first: bool = True  # token selection: never select answer position 0 (the first release)
-    batch: int = 8  # path images per forward + backward (a speed/memory knob: the mask does not depend on it)
+    batch: int = 8  # images per forward (+ backward): iGOS path images and faithfulness steps;
+    #                 a speed/memory knob (the mask does not depend on it)
     attn_implementation: str | None = "sdpa"  # attention kernels while optimising; None = as loaded
     seed: int = 0
     # -- the released code's definitions against this library's (docs/fidelity.md) --
