@@ -19,6 +19,8 @@ from vlmscope.patching import attribution_patch, patch
 from vlmscope.testing.standins import STANDINS
 
 MODELS = ["organism", *STANDINS]
+# image sizes giving few tokens where 64x48 gives thousands (InternVL: 13 tiles of 256 -> 1 tile)
+SIZE = {"standin-internvl3": (48, 48), "standin-idefics3": (32, 96)}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,8 @@ def organism():
 
 @pytest.fixture
 def model(request, organism, standin):
-    return organism if request.param == "organism" else standin(request.param)
+    vlm = organism if request.param == "organism" else standin(request.param)
+    return vlm, SIZE.get(request.param, (64, 48))
 
 
 def picture(seed: int, size=(64, 48)) -> Image.Image:
@@ -44,7 +47,7 @@ def _hook_count(vlm) -> int:
 
 @pytest.mark.parametrize("model", MODELS, indirect=True)
 def test_sites_capture_and_intervene(model):
-    vlm = model
+    vlm, size = model
     L = vlm.adapter.n_layers
     names = vlm.sites()
     expected = {"projector", "lm.input", "lm.final_norm", "logits", "vision.layer.0"}
@@ -53,11 +56,11 @@ def test_sites_capture_and_intervene(model):
     assert names.index("projector") < names.index("lm.input") < names.index("lm.layer.0.in") \
         < names.index(f"lm.layer.{L - 1}.out") < names.index("logits")
     with pytest.raises(SiteError, match=r"no site 'lm.layer.99.out'.*lm\.layer\.\{0\.\." ):
-        vlm.capture(vlm.prepare(picture(0), "what is it ?"), "lm.layer.99.out")
+        vlm.capture(None, "lm.layer.99.out")
     with pytest.raises(SiteError, match="no site 'resid'"):
         vlm.intervene(None, {"resid": lambda x: x}).__enter__()
 
-    p = vlm.prepare(picture(0), "what is it ?")
+    p = vlm.prepare(picture(0, size), "what is it ?")
     cache = vlm.capture(p, ["lm.*", "logits", "projector", "vision.layer.0"])
     T = p.input_ids.shape[1]
     with torch.no_grad():
@@ -101,8 +104,8 @@ def test_sites_capture_and_intervene(model):
 
 @pytest.mark.parametrize("model", MODELS, indirect=True)
 def test_patching_at_the_lm_input_recovers_either_run(model):
-    vlm = model
-    clean, corrupt = (vlm.prepare(picture(s), "what is it ?") for s in (1, 2))
+    vlm, size = model
+    clean, corrupt = (vlm.prepare(picture(s, size), "what is it ?") for s in (1, 2))
     answer = vlm.tokenizer("yes", add_special_tokens=False)["input_ids"][:1]
     s_clean, s_corrupt = vlm.score(clean, answer), vlm.score(corrupt, answer)
     assert not torch.allclose(s_clean.logprobs, s_corrupt.logprobs)  # the images matter
@@ -144,6 +147,20 @@ def test_attribution_patching_approximates_patching(tiny):
     assert abs(fd - float(attr[int(actual.abs().argmax())])) <= 1e-3 * max(1.0, abs(fd)), fd
 
 
+def test_vision_sites_equal_the_towers_own_hidden_states(organism):
+    p = organism.prepare(picture(0), "what is it ?")
+    cache = organism.capture(p, ["vision.layer.*", "projector", "lm.input"])
+    n = len([s for s in organism.sites() if s.startswith("vision.layer.")])
+    with torch.no_grad():
+        ref = organism.model.model.vision_tower(p.inputs["pixel_values"], output_hidden_states=True)
+    assert n == len(ref.hidden_states) - 1 > 0
+    for i in range(n):
+        torch.testing.assert_close(cache[f"vision.layer.{i}"], ref.hidden_states[i + 1], rtol=0, atol=0)
+    # the projector's rows are the image tokens' LM input, in order
+    proj = cache["projector"].reshape(-1, cache["projector"].shape[-1])
+    torch.testing.assert_close(proj, cache.at("lm.input", "image"), rtol=0, atol=0)
+
+
 def test_intervene_in_generate_edits_prefill_only_and_reports_calls(organism):
     p = organism.prepare(picture(5), "what color is the circle ?")
     calls = []
@@ -151,6 +168,9 @@ def test_intervene_in_generate_edits_prefill_only_and_reports_calls(organism):
         organism.generate(p, max_new_tokens=3)
     assert calls[0] == (True, p.input_ids.shape[1])
     assert all(pre is False and n == 1 for pre, n in calls[1:]) and len(calls) > 1
+    with pytest.raises(IndexError, match="pass the prepared example"):  # no prepared: steps unknown
+        with organism.intervene(None, {"lm.input": zero_at(p.groups.image)}):
+            organism.generate(p, max_new_tokens=2)
     with pytest.raises(ValueError, match="must return None or a tensor of shape"):
         with organism.intervene(p, {"lm.layer.0.out": lambda x: x[:, :1]}):
             organism.model(**p.inputs)

@@ -386,6 +386,10 @@ def set_at(positions, value, prefill_only: bool = True):
     def fn(x, call):
         if pos.numel() == 0 or (prefill_only and call.prefill is False):
             return None
+        if int(pos.max()) >= x.shape[1]:
+            raise IndexError(f"position {int(pos.max())} is beyond the {x.shape[1]} positions of this "
+                             f"call at {call.site!r}; pass the prepared example to intervene so that "
+                             "decoding steps are recognised and left alone")
         x = x.clone()
         x[:, pos.to(x.device)] = (value.to(x.device, x.dtype) if torch.is_tensor(value) else value)
         return x
