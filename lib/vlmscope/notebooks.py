@@ -33,9 +33,9 @@ class PollingChannel(AsyncZMQSocketChannel):
 
     jupyter_client waits for a reply with one long ``await socket.poll(timeout)``.
     With pyzmq's asyncio sockets that wait can miss its wake-up: the kernel's
-    ``execute_reply`` sits in the socket while the poll sleeps on (seen after
-    explorer cells, whose reply comes with a burst of widget messages). A new
-    poll looks at the socket's queue before it sleeps, so polling again every
+    ``execute_reply`` sits in the socket while the poll sleeps on (seen now and
+    then after explorer cells, with the kernel idle). A new poll looks at the
+    socket's queue before it sleeps, so polling again every
     ``slice_s`` seconds finds such a message at the next poll instead of at
     the cell's time limit (or never, without one).
     """
