@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from queue import Empty
+from time import monotonic
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import DottedObjectName, Type
 
 # Small settings for a quick end-to-end pass (``notebooks run --quick``, the notebook tests):
 # every notebook runs in seconds to minutes on a CPU with a tiny or stand-in model.
@@ -20,6 +27,46 @@ QUICK = {
     "09": {"n_scenes": 2},
     "10": {"n_objects": 2, "n_reference": 3},
 }
+
+
+class PollingChannel(AsyncZMQSocketChannel):
+    """A kernel channel that waits for a message in short polls, each one afresh.
+
+    jupyter_client waits for a reply with one long ``await socket.poll(timeout)``.
+    With pyzmq's asyncio sockets that wait can miss its wake-up: the kernel's
+    ``execute_reply`` sits in the socket while the poll sleeps on (seen now and
+    then after explorer cells, with the kernel idle). A new poll looks at the
+    socket's queue before it sleeps, so polling again every
+    ``slice_s`` seconds finds such a message at the next poll instead of at
+    the cell's time limit (or never, without one).
+    """
+
+    slice_s = 1.0
+
+    async def get_msg(self, timeout: float | None = None) -> dict:
+        assert self.socket is not None
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            wait = self.slice_s if deadline is None else max(0.0, min(self.slice_s,
+                                                                      deadline - monotonic()))
+            if await self.socket.poll(int(wait * 1000)):
+                return await self._recv()
+            if deadline is not None and monotonic() >= deadline:
+                raise Empty
+
+
+class PollingKernelClient(AsyncKernelClient):
+    """The async kernel client, its shell and IOPub channels waiting with ``PollingChannel``."""
+
+    shell_channel_class = Type(PollingChannel)
+    iopub_channel_class = Type(PollingChannel)
+
+
+class PollingKernelManager(AsyncKernelManager):
+    """The kernel manager ``run_notebooks`` hands papermill: its clients are ``PollingKernelClient``."""
+
+    client_class = DottedObjectName("vlmscope.notebooks.PollingKernelClient")
+    client_factory = Type(PollingKernelClient)
 
 
 def notebook_dir() -> Path:
@@ -54,7 +101,9 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
     unless ``keep_going``: then the others still run and the failed ones are
     left out of the returned list. ``cell_timeout`` (seconds, default none) stops a
     cell that runs longer with nbclient's ``CellTimeoutError`` (the tests set it, so a
-    hung kernel fails the test instead of holding the run).
+    hung kernel fails the test instead of holding the run). The kernel's
+    messages are read with ``PollingKernelManager``'s client, so a reply that
+    pyzmq failed to wake the client for is picked up within a second.
     """
     import time
 
@@ -88,7 +137,8 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent),
                                 kernel_name=kernel_name, progress_bar=progress,
-                                execution_timeout=cell_timeout)
+                                execution_timeout=cell_timeout,
+                                kernel_manager_class=PollingKernelManager)
         except pm.PapermillExecutionError as e:
             if not keep_going:
                 raise
