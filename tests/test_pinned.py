@@ -24,7 +24,9 @@ import pandas as pd
 import pytest
 
 PINNED = Path(__file__).resolve().parent / "pinned"
-REL, ABS = 1e-5, 1e-6  # float tolerance (relative, absolute)
+# float tolerance (relative, absolute): repeated runs on one thread agree exactly; on two threads
+# the heatmap rows moved by up to 4e-7 relative (iGOS's summed gradients), everything else not at all
+REL, ABS = 1e-5, 1e-6
 REPIN = os.environ.get("VLMSCOPE_REPIN") == "1"
 
 # never compared: wall-clock times, and what names a place (paths, store keys, mask files)
