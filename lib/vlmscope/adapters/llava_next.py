@@ -32,6 +32,10 @@ Geometry conventions (``TokenGeometry``):
 * OneVision pooled cells: the box is the union of the stitched cells that the
   bilinear interpolation reads with non-zero weight (its receptive field), so
   pooled boxes of neighbouring tokens overlap.
+
+The module is a little over 450 lines because both families share every
+geometry step (OneVision only adds the pooling and its several-image layout);
+split, the pooling would sit apart from the grid it pools.
 """
 
 from __future__ import annotations
