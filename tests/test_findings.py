@@ -195,7 +195,7 @@ def test_a_finding_runs_on_an_image_folder(name, tiny, folder, tmp_path):
     assert res.summary["scenes"] + res.summary["skipped_scenes"] == 2
     parts = RunStore(tmp_path / name).load()
     if len(res.df):
-        assert set(res.df.image) <= {"scene0.jpg", "scene1.jpg"}
+        assert set(res.df.image_file) <= {"scene0.jpg", "scene1.jpg"}
     if name in ("fractions", "knockout", "compression", "lastpos"):
         assert len(res.df) > 0
     if name == "knockout":

@@ -89,7 +89,8 @@ def vs_paper(data) -> pd.DataFrame:
     sits (hidden-state index over hidden states, embeddings counted, as the paper counts)."""
     s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
     ours = {"best_share": s.get("best_share")}
-    notes = {"best_share": "rings 0; a synthetic object is named by its colour or shape word"}
+    notes = {"best_share": "rings 0; named by its colour or shape word (a synthetic object) or a "
+                           "single-token word of its name (an annotated one)"}
     if isinstance(data, pd.DataFrame) and len(data):
         L = int(data.layer.max()) + 1
         ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
