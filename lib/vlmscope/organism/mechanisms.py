@@ -16,7 +16,7 @@ runs, on ``n`` fresh synthetic scenes and "describe the image":
 - held-out accuracy (``organism.evaluate``), since the measurements only mean
   something for a model that answers.
 
-Knockout, lens and fractions go through ``experiments.run_and_load`` (their
+Knockout, lens and fractions go through ``runner.run`` (their
 parts are stored under ``store`` and reused on a re-run); the ablation calls
 ``ablation.ablate_scene`` with the two cheap token rules (the integrated-
 gradients and high-norm baselines are left to ``vlmscope run ablation``).
@@ -30,19 +30,30 @@ from pathlib import Path
 import numpy as np
 
 # The papers' headline numbers (docs/REFERENCES sections B2, B1, C1, C2), LLaVA-1.5-7B.
-PAPER = {
-    "knockout_f1_all_layers": {"img->gen": 0.4, "img->txt": "collapses (near 0)",
-                               "img->txt+gen": "near 0"},
-    "knockout_start_curve": "F1 recovers when the cut starts in the middle layers "
-                            "(about layers 4-20 of 32; 'about 25% of layers')",
-    "lens_best_share": 0.237,  # share of object patches read as the object's name, best layer
-    "lens_best_layer_fraction": round(26 / 33, 2),  # layer ~26 of 33 hidden states
-    "fractions": "generated tokens attend most to the image in the middle layers (Fig. 1; "
-                 "no number in the text)",
-    "ablation_lost": {"object": {"generative": 0.33, "polling": 0.15, "vqa": 0.33},
-                      "object+1": {"generative": 0.72, "polling": 0.51, "vqa": 0.87},
-                      "random": {"generative": 0.02, "polling": 0.0, "vqa": 0.0}},
-}
+def _paper() -> dict:
+    """The papers' numbers for the table, read from the findings' ``PAPER`` tables (their one place)."""
+    from ..findings import ablation, fractions, knockout, lens
+
+    def value(finding, quantity, model="LLaVA-1.5-7B"):
+        t = finding.PAPER
+        return t[(t.quantity == quantity) & (t.paper_model.str.contains(model, regex=False))
+                 ].paper.iloc[0]
+
+    tasks = ("generative", "polling", "vqa")
+    return {
+        "knockout_f1_all_layers": {c: value(knockout, f"f1[{c},l=-1]")
+                                   for c in ("img->gen", "img->txt", "img->txt+gen")},
+        "knockout_start_curve": value(knockout, "first_l_with_f1_0.9[img->txt]"),
+        "lens_best_share": value(lens, "best_share"),  # object patches read as the name, best layer
+        "lens_best_layer_fraction": value(lens, "best_layer_fraction"),  # layer ~26 of 33 hidden states
+        "fractions": value(fractions, "peak_image_layer"),
+        "ablation_lost": {name: {t: value(ablation, f"lost[{rule},{t}]") for t in tasks}
+                          for name, rule in (("object", "object,+0"), ("object+1", "object,+1"),
+                                             ("random", "random,+1"))},
+    }
+
+
+PAPER = _paper()
 
 # What "shows the mechanism" means in the table (stated, not tuned): query-token
 # routing when cutting image->generated edges everywhere keeps object F1 at or
@@ -61,12 +72,12 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
             eval_n: int = 50, ablation_n: int | None = None, progress: bool = False) -> dict:
     """Measure one model; return the table row (JSON-ready).
 
-    ``store``: folder for the experiments' stored parts (a temporary folder when
+    ``store``: folder for the findings' stored parts (a temporary folder when
     None). ``ablation_n``: scenes for the ablation (default ``n``; 0 skips it).
     """
     import tempfile
 
-    from ..experiments import RunConfig, run_and_load
+    from ..runner import run
     from . import evaluate
 
     if n < 1:
@@ -80,15 +91,16 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
     row: dict = {"model": model_name, "n_scenes": n, "seed": seed, "n_layers": L}
     row["accuracy"] = evaluate(vlm, n=eval_n, seed=12345) if eval_n else None
 
-    cfg = RunConfig()
-    _, ko = run_and_load("knockout", vlm, model_name, n, seed, store, cfg, progress)
+    ko = run("knockout", vlm, n=n, seed=seed, out=store, model_name=model_name,
+             progress=progress).df
     curve = ko.groupby(["config", "start"]).f1.mean()
     row["knockout_f1_all_layers"] = {c: _r(curve[c, 0]) for c in ko.config.unique()}
     row["knockout_start_curve"] = {c: [_r(curve[c, s]) for s in range(L + 1)]
                                    for c in ko.config.unique()}
     row["knockout_description_f1_none_cut"] = _r(ko[ko.start == L].f1.mean())
 
-    _, lens = run_and_load("lens", vlm, model_name, n, seed, store, cfg, progress)
+    lens = run("lens", vlm, n=n, seed=seed, out=store, model_name=model_name,
+               progress=progress).df
     obj = lens[lens.rings == 0].groupby("layer")[["share", "share_color", "share_shape"]].mean()
     row["lens_share_by_layer"] = [_r(v) for v in obj.share]
     row["lens_share_color_by_layer"] = [_r(v) for v in obj.share_color]
@@ -96,7 +108,8 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
     row["lens_best_layer"] = int(obj.share.idxmax())
     row["lens_best_share"] = _r(obj.share.max())
 
-    _, fr = run_and_load("fractions", vlm, model_name, n, seed, store, cfg, progress)
+    fr = run("fractions", vlm, n=n, seed=seed, out=store, model_name=model_name,
+             progress=progress).df
     by = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean()
     row["fractions_by_layer"] = {k: [_r(v) for v in by[k]] for k in by.columns}
     row["fractions_peak_image_layer"] = int(by.image.idxmax())
