@@ -365,3 +365,22 @@ def lens_tokens(image, geometry: TokenGeometry, tokens, highlight=None, title: s
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return ax.figure
+
+
+# --- notebooks 00-04 ---------------------------------------------------------------------------
+
+def object_word_maps(image, geometry: TokenGeometry, maps, tokens, words, title: str = "",
+                     n: int = 4, view: int = 0):
+    """``maps_across_layers`` for the object words of one generated description.
+
+    ``maps``: ``[layers, steps, n_image]`` (``Recorded.maps()``); ``tokens``:
+    the generated tokens; ``words``: ``(step, object)`` pairs (e.g.
+    ``findings.mentioned_objects``), at most ``n`` shown, each row labelled
+    with its token and the object's name and outlined with its mask. Without
+    object words the first three generated tokens are shown, unoutlined.
+    """
+    shown = list(words)[:n] or [(s, None) for s in range(min(3, len(tokens)))]
+    return maps_across_layers(
+        image, geometry, maps, steps=[s for s, _ in shown],
+        labels=[f"{tokens[s]!r}" + (f" ({o.name})" if o is not None else "") for s, o in shown],
+        masks=[o.mask if o is not None else None for _, o in shown], title=title, view=view)
