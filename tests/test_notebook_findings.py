@@ -79,3 +79,30 @@ def test_compression_vs_paper_reads_the_main_k_row_of_the_basis_table():
     assert sets["turn"].followup == "turn" and sets["turn"].variants == ("full",)
     assert compression.key(compression.Config()) == compression.key(compression.Config(k_frac=(0.05,)))
     assert compression.key(compression.Config()) != compression.key(sets["kinds"])
+
+
+def test_a_runs_image_file_column_leaves_the_findings_own_columns_alone(tmp_path):
+    """The runner's constant columns for an annotated image must not overwrite a finding's
+    column (fractions has one called "image")."""
+    from dataclasses import dataclass
+    from pathlib import Path
+    from types import ModuleType
+
+    from vlmscope import runner
+
+    finding = ModuleType("stub")
+    finding.NAME = "stub"
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    finding.Config = Config
+    finding.key = lambda cfg, **extra: []
+    finding.run = lambda vlm, item, cfg: pd.DataFrame({"layer": [0, 1], "image": [0.25, 0.75]})
+    finding.summarise = lambda df: {"image_mean": float(df.image.mean())}
+    images = Path(__file__).resolve().parents[1] / "data" / "images"
+    res = runner.run(finding, object(), n=2, images=str(images), out=tmp_path, model_name="m",
+                     progress=False)
+    assert res.df.image.tolist() == [0.25, 0.75, 0.25, 0.75] and res.summary["image_mean"] == 0.5
+    assert sorted(set(res.df.image_file)) == ["scene0.jpg", "scene1.jpg"]

@@ -166,7 +166,8 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
                 df = finding.run(vlm, it, cfg, **{k: v for k, v in kw.items() if k in takes})
             except _skippable() as e:
                 df = pd.DataFrame({"_skipped": [f"{type(e).__name__}: {e}"]})
-            meta = {"scene_seed": ids[i]} if is_scene(it) else {"image": str(ids[i])}
+            # constant columns beside the finding's own ("image" is a fractions column)
+            meta = {"scene_seed": ids[i]} if is_scene(it) else {"image_file": str(ids[i])}
             store.put(key, df, files=_part_files(df, store.root / "masks"), model=model_name,
                       **meta, item=i)
 
