@@ -9,6 +9,9 @@ values, the text, the figure), so a test or a reader can check it.
 Nothing is computed here: maps, localisation and knockout generation come from
 ``maps``, ``attention`` and ``knockout``; figures from ``plots``.
 
+Over 450 lines because it holds every explorer (one short class each, all on
+the ``Explorer`` contract above); a split by study would be the next step.
+
 >>> rec = record_generation(vlm, scene.image, maps="heads")          # doctest: +SKIP
 >>> ex = map_explorer(rec, masks={o.name: o.mask for o in scene.objects})  # doctest: +SKIP
 >>> ex.update(layer=2, head="mean", step=1)                          # doctest: +SKIP
