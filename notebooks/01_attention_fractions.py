@@ -93,7 +93,7 @@ nonsense = None if summary["object_words"] else nothing_to_report(
     "The attention shares are measured all the same; read them as this model's, not as a finding "
     "about how a working model looks.")
 summary = write_summary(figures / "01_summary.json", summary, nonsense)
-finding.vs_paper(summary)
+finding.vs_paper(fractions)
 
 # %% [markdown]
 # ## Explore one image

@@ -191,7 +191,7 @@ display(pd.Series(texts).to_frame("description"), table)
 # %%
 summary = finding.report(loc, peaks, sinks, n_layers=L, n_images=len(scenes))
 summary = write_summary(figures / "02_summary.json", summary, nonsense)
-finding.vs_paper(summary)
+finding.vs_paper(loc)
 
 # %% [markdown]
 # ## Explore

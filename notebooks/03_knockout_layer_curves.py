@@ -107,7 +107,7 @@ if not nonsense:
 # %%
 summary = finding.report(sweep, judge.name, vlm.adapter.n_layers, len(scenes), nonsense)
 summary = write_summary(figures / "03_summary.json", summary, nonsense)
-finding.vs_paper(summary)
+finding.vs_paper(sweep)
 
 # %% [markdown]
 # ## Why this model differs from the paper (tested)

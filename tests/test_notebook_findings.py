@@ -1,4 +1,4 @@
-"""The headline and paper-comparison functions notebooks 01-04 call, on hand-made rows."""
+"""The headline functions notebooks 01-04 call (their summaries' keys), on hand-made rows."""
 
 import numpy as np
 import pandas as pd
@@ -7,11 +7,7 @@ import pytest
 from vlmscope.findings import compression, fractions, knockout, maps
 
 
-def _paper_columns(table):
-    assert list(table.columns) == ["quantity", "ours", "paper", "paper_model", "source", "note"]
-
-
-def test_fractions_report_counts_object_words_once_per_token_and_compares_shares():
+def test_fractions_report_counts_object_words_once_per_token():
     rows = pd.DataFrame({"item": [0, 0, 0, 0, 1, 1], "layer": [0, 1, 0, 1, 0, 1],
                          "step": [0, 0, 1, 1, 0, 0], "image": [0.1, 0.3, 0.2, 0.4, 0.1, 0.5],
                          "query": 0.5, "query_no_bos": 0.2, "bos": 0.3, "generated": 0.1,
@@ -19,12 +15,9 @@ def test_fractions_report_counts_object_words_once_per_token_and_compares_shares
     s = fractions.report(rows, image_tokens=64, prompt_length=80, n_images=2)
     assert s["object_words"] == 2 and s["image_share_of_prompt_tokens"] == 0.8
     assert s["peak_image_layer"] == 1 and s["mean_image_attention"] == pytest.approx(0.267, abs=1e-3)
-    t = fractions.vs_paper(s)
-    _paper_columns(t)
-    assert "below: agrees" in t.ours.iloc[0] and "0.27" in t.ours.iloc[0]
 
 
-def test_knockout_report_finds_the_first_layer_back_at_0_9_and_compares_with_the_paper():
+def test_knockout_report_finds_the_first_layer_back_at_0_9():
     rows = []
     for config, f1s in (("img->gen", [0.0, 0.5, 1.0]), ("img->txt", [1.0, 1.0, 1.0]),
                         ("img->txt+gen", [0.0, 0.0, 0.95])):
@@ -34,14 +27,11 @@ def test_knockout_report_finds_the_first_layer_back_at_0_9_and_compares_with_the
     assert s["first_l_with_f1_0.9"] == {"img->gen": 1, "img->txt": -1, "img->txt+gen": 1}
     assert s["f1_l=-1"] == {"img->gen": 0.0, "img->txt": 1.0, "img->txt+gen": 0.0}
     assert s["f1_exact_l=-1"]["img->txt"] == 0.5
-    t = knockout.vs_paper(s).set_index("quantity")
-    assert t.loc["F1 img->gen, cut in every layer", "ours"] == 0.0
-    assert t.loc["F1 img->gen, cut in every layer", "paper"] == 0.4
     assert knockout.report(pd.DataFrame(rows), "identity", 2, 1, nonsense="why") == {
         "judge": "identity", "n_layers": 2, "n_images": 1}
 
 
-def test_maps_report_bands_and_verdicts():
+def test_maps_report_by_band():
     L = 4  # bands: early [0], middle [1, 2], late [3]
     loc = pd.DataFrame({"item": [0] * L + [1] * L, "layer": list(range(L)) * 2,
                         "pointing": [False, True, True, False] * 2,
@@ -55,24 +45,11 @@ def test_maps_report_bands_and_verdicts():
     assert s["modal_peak_rate_by_band"] == {"early": 1.0, "middle": 0.5, "late": 1.0}
     assert s["off_object_peak_rate_by_band"] == {"early": 1.0, "middle": 0.25, "late": 1.0}
     assert s["images_scored"] == 2 and s["object_words"] == 2 and s["best_pointing_layer"] == 1
-    t = maps.vs_paper({**s, "nonsense": None}).set_index("quantity")
-    assert t.note.str.startswith("chance").sum() == 1
-    assert t.loc["early and late layers dominated by outlier tokens", "note"].startswith(
-        "early: agrees; late: agrees")
     empty = maps.report(loc.iloc[:0], peaks, sinks, n_layers=L, n_images=2)
     assert "pointing_by_layer" not in empty and empty["object_words"] == 0
 
 
-def test_compression_vs_paper_reads_the_main_k_row_of_the_basis_table():
-    rows = [{"variant": "both", "k_frac": 0.05, "k": 3, "acc": 0.5, "relative": 0.625,
-             "compression": 4.0, "kept_tokens": 20, "full_tokens": 80},
-            {"variant": "full", "k_frac": 1.0, "k": 64, "acc": 0.8, "relative": 1.0,
-             "compression": 1.0, "kept_tokens": 80, "full_tokens": 80}]
-    summary = {"exists_degenerate": False, "exists": rows, "kinds": [], "k_main": 0.05,
-               "n_image_tokens": 64, "n_query_tokens": 16, "basis": "exists"}
-    t = compression.vs_paper(summary).set_index("quantity")
-    assert t.ours.tolist() == [0.625, 4.0, "3 of 64"]
-    assert t.paper.tolist() == [0.96, 12.0, "28 of 576"]
+def test_compression_main_k_question_sets_and_keys():
     assert compression.main_k([0.02, 0.1, 1.0]) == 0.02
     sets = compression.question_sets(compression.Config(k_frac=(0.05, 1.0)))
     assert list(sets) == ["exists", "kinds", "turn"] and sets["kinds"].k_frac == (0.05, 1.0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "ablation"
 
@@ -117,3 +117,37 @@ def summarise(df: pd.DataFrame) -> dict:
     for r in loss_table(d, by=("rule",)).itertuples():
         out[f"lost[{r.rule},+1,pooled]"] = round(float(r.lost), 4)
     return out
+
+
+NEO = "Neo et al., ICLR 2025, Table 1 (2nd-hand; shared/REFERENCES.md C1)"
+_TABLE1 = {("object", 0): (0.33, 0.15, 0.33), ("object", 1): (0.72, 0.51, 0.87),
+           ("random", 1): (0.02, 0.00, 0.00)}  # generative, polling, VQA; random: 40 of 576 tokens
+PAPER = paper_table([(f"lost[{rule},+{r},{task}]", v, "LLaVA-1.5-7B", NEO)
+                     for (rule, r), vals in _TABLE1.items()
+                     for task, v in zip(("generative", "polling", "vqa"), vals)])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Share of initially correct identifications lost, per (tokens, rings, task), beside Table 1
+    (the paper's protocol: noise-filtered objects). From a summary only the +1 rings are known."""
+    from ..ablation import loss_table
+
+    ours, notes = {}, {}
+    if isinstance(data, pd.DataFrame):
+        d = data
+        if "noise_filter_keep" in d:
+            d = d[d.noise_filter_keep.astype(bool)]
+        if len(d):
+            for r in loss_table(d, by=("rule", "rings", "task")).itertuples():
+                q = f"lost[{r.rule},+{r.rings},{r.task}]"
+                ours[q] = None if pd.isna(r.lost) else round(float(r.lost), 4)
+                notes[q] = f"of {int(r.n_correct_before)} correct before"
+    else:
+        ours = {q: data.get(q) for q in PAPER.quantity}
+        notes = {q: f"of {data[q.replace('lost[', 'n[')]} correct before"
+                 for q in PAPER.quantity if q.replace("lost[", "n[") in data}
+    for q in PAPER.quantity:
+        if q.startswith("lost[random"):
+            notes[q] = (notes.get(q, "") + "; random tokens at the object's +1 count "
+                        "(the paper: 40 of 576)").lstrip("; ")
+    return ours_vs_paper(PAPER, ours, notes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import ours_vs_paper, paper_table, DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "compression"
 
@@ -75,20 +75,38 @@ def summarise(df: pd.DataFrame) -> dict:
     return out
 
 
+def _paper() -> pd.DataFrame:
+    from ..compression import PAPER as P  # the numbers, written once, beside the method
+
+    src = "Kaduri et al., CVPR 2025, MME tables (shared/REFERENCES.md B4)"
+    model = f"{P['model']} ({P['benchmark']})"
+    return paper_table([
+        (f"relative[both@{P['k_frac']:g}]", P["relative_performance"], model, src),
+        (f"compression[both@{P['k_frac']:g}]", P["token_reduction"], model, src),
+    ])
+
+
+PAPER = _paper()
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Kept performance (ACC at K over the full context's ACC) and token reduction at the
+    paper's K, beside the paper's."""
+    from ..compression import PAPER as P
+
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    tag = f"both@{P['k_frac']:g}"
+    acc, full = s.get(f"acc[{tag}]"), s.get("acc[full]")
+    ours = {f"relative[{tag}]": round(acc / full, 4) if acc is not None and full else None,
+            f"compression[{tag}]": s.get(f"compression[{tag}]")}
+    notes = {f"relative[{tag}]": "ACC kept / ACC of the full context (None when the full ACC is 0)",
+             f"compression[{tag}]": "full tokens / kept tokens; depends on the model's image "
+                                    "token count"}
+    return ours_vs_paper(PAPER, ours, notes)
+
+
 # --- notebook 04: the sets of questions, the headline and the paper's numbers ----------------
 
-# the paper's headline (LLaVA-1.5-7B on MME perception), as notebook 04's summary records it
-HEADLINE = {"model": "LLaVA-1.5-7B", "benchmark": "MME perception", "k_frac": 0.05,
-            "kept_image_tokens": 28, "image_tokens": 576, "relative_performance": 0.96,
-            "token_reduction": 12.0}
-_SOURCE = "Kaduri et al. 2025, MME perception tables"
-PAPER = paper_table([
-    ("relative performance of 'both' at K = 5%", HEADLINE["relative_performance"],
-     HEADLINE["model"], _SOURCE),
-    ("token reduction at K = 5%", HEADLINE["token_reduction"], HEADLINE["model"], _SOURCE),
-    ("image tokens kept per layer at K = 5%",
-     f"{HEADLINE['kept_image_tokens']} of {HEADLINE['image_tokens']}", HEADLINE["model"], _SOURCE),
-])
 KIND_QUESTIONS = ("count", "color", "shape", "where")  # one question per kind, beside "exists"
 
 
@@ -123,6 +141,8 @@ def question_sets(cfg: Config, vlm=None, ctx=None) -> dict[str, Config]:
 
 def main_k(k_values) -> float:
     """The K of ``k_values`` nearest the paper's 5%."""
+    from ..compression import PAPER as HEADLINE
+
     return min(k_values, key=lambda k: abs(k - HEADLINE["k_frac"]))
 
 
@@ -171,6 +191,8 @@ def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_im
     basis, basis_table = ("count/colour/shape/where", kinds_table) if degenerate else ("exists", table)
     bt = basis_table.set_index(["variant", "k_frac"])
     main, full, direct = bt.loc[("both", k)], bt.loc[("full", 1.0)], bt.loc[("direct", 1.0)]
+    from ..compression import PAPER as HEADLINE  # the paper's headline, recorded in the summary
+
     rel, red = HEADLINE["relative_performance"], HEADLINE["token_reduction"]
     differences = ["the data differ: synthetic scenes and short-answer questions, not MME perception; "
                    "the model is " + ("the small organism, not LLaVA-1.5-7B"
@@ -206,22 +228,3 @@ def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_im
             "kinds": kinds_table.round(4).to_dict(orient="records"),
             "full_acc_by_followup_non_exists": full_acc.round(4).to_dict(),
             "paper": HEADLINE, "differences": differences}
-
-
-def vs_paper(summary: dict) -> pd.DataFrame:
-    """Notebook 04's ``report`` beside the paper's MME numbers (at the K nearest 5%); where they
-    differ is in ``summary["differences"]``."""
-    rows = pd.DataFrame(summary["kinds" if summary["exists_degenerate"] else "exists"])
-    k = summary["k_main"]
-    main = rows[(rows.variant == "both") & (rows.k_frac == k)].iloc[0]
-    full = rows[rows.variant == "full"].iloc[0]
-    q1, q2, q3 = PAPER.quantity
-    ours = {q1: None if pd.isna(main.relative) else round(float(main.relative), 3),
-            q2: round(float(main.compression), 1),
-            q3: f"{int(main.k)} of {summary['n_image_tokens']}"}
-    notes = {q1: f"'both' ACC {main.acc:.3f} vs the full cache's {full.acc:.3f} at K = {k:.0%} "
-                 f"({summary['basis']} questions)",
-             q2: f"{int(main.kept_tokens)} of {int(main.full_tokens)} tokens: all "
-                 f"{summary['n_query_tokens']} query tokens stay in the cache",
-             q3: f"K = {k:.0%}"}
-    return ours_vs_paper(PAPER, ours, notes)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import ours_vs_paper, paper_table, DESCRIBE, option, stored_config
+from ._common import DESCRIBE, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "fractions"
 
@@ -47,14 +47,28 @@ def summarise(df: pd.DataFrame) -> dict:
             "peak_image_layer": int(by.image.idxmax())}
 
 
+KADURI = "Kaduri et al., CVPR 2025, Fig. 1 (shared/REFERENCES.md B)"
+PAPER = paper_table([
+    ("image_mean", "small: below the image's share of the sequence", "InternVL2-76B, LLaVA-1.5-7B",
+     KADURI),
+    ("peak_image_layer", "middle layers", "InternVL2-76B, LLaVA-1.5-7B", KADURI),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our figures beside the paper's (a run's rows or its summary). The paper gives curves,
+    not numbers: the note says what to compare."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"image_mean": s.get("image_mean"), "peak_image_layer": s.get("peak_image_layer")}
+    notes = {"image_mean": "mean share of generated tokens' attention on the image, over layers"}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        notes["peak_image_layer"] = f"layer index of {L} layers"
+    return ours_vs_paper(PAPER, ours, notes)
+
+
 # --- notebook 01: the headline and the paper's claims ----------------------------------------
 
-PAPER = paper_table([
-    ("mean image attention", "below the image's share of the prompt", "InternVL2-76B, LLaVA-1.5-7B",
-     "Kaduri et al. 2025, Fig. 1 and appendix"),
-    ("mean BOS attention", "a large part of the query's share (the attention sink)",
-     "InternVL2-76B, LLaVA-1.5-7B", "Kaduri et al. 2025, Fig. 1 and appendix"),
-])
 
 
 def report(df: pd.DataFrame, image_tokens: int, prompt_length: int, n_images: int) -> dict:
@@ -71,14 +85,3 @@ def report(df: pd.DataFrame, image_tokens: int, prompt_length: int, n_images: in
             "peak_image_layer": int(by_layer.image.idxmax()),
             "mean_bos_attention": round(float(by_layer.bos.mean()), 3),
             "n_images": n_images, "object_words": int(named.names_object.sum()) if len(df) else 0}
-
-
-def vs_paper(summary: dict) -> pd.DataFrame:
-    """Notebook 01's ``report`` beside the paper's claims (qualitative: the paper gives curves)."""
-    share, image = summary["image_share_of_prompt_tokens"], summary["mean_image_attention"]
-    verdict = "below: agrees" if image < share else "not below: differs"
-    return ours_vs_paper(PAPER, {
-        "mean image attention": f"{image:.2f} (image share of the prompt {share:.2f}: {verdict})",
-        "mean BOS attention": f"{summary['mean_bos_attention']:.2f}"},
-        notes={"mean image attention": f"image attention peaks in layer "
-                                       f"{summary['peak_image_layer']}"})

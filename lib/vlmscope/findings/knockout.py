@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import ours_vs_paper, paper_table, DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "knockout"
 
@@ -61,16 +61,37 @@ def notes(df: pd.DataFrame) -> dict:
     return {"judge": ",".join(sorted(set(df.judge)))} if "judge" in df else {}
 
 
+KADURI = "Kaduri et al., CVPR 2025, Sec. 4 (shared/REFERENCES.md B2)"
+PAPER = paper_table([
+    ("f1[img->gen,l=-1]", 0.4, "LLaVA-1.5-7B", KADURI),
+    ("f1[img->txt,l=-1]", "collapses (near 0)", "LLaVA-1.5-7B", KADURI),
+    ("f1[img->txt+gen,l=-1]", "near 0", "LLaVA-1.5-7B", KADURI),
+    ("first_l_with_f1_0.9[img->txt]", "middle layers (about 4-20 of 32; about 25% of layers)",
+     "LLaVA-1.5-7B", KADURI),
+])
+
+
+def recovery(df: pd.DataFrame, config: str, level: float = 0.9) -> int | None:
+    """The first l (the paper's numbering) whose mean F1 reaches ``level`` for ``config``."""
+    curve = df[df.config == config].groupby("l").f1.mean()
+    hit = curve[curve >= level]
+    return int(hit.index.min()) if len(hit) else None
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our object F1 (the paper's judge: object identities) beside the paper's."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {q: s.get(q) for q in PAPER.quantity if q.startswith("f1[")}
+    notes = {q: "identities (the paper's rule); exact tuples in f1_exact" for q in ours}
+    if isinstance(data, pd.DataFrame) and len(data):
+        ours["first_l_with_f1_0.9[img->txt]"] = recovery(data, "img->txt")
+        L = int(data.n_layers.iloc[0])
+        notes["first_l_with_f1_0.9[img->txt]"] = f"l of -1..{L - 1} (l = -1 cuts every layer)"
+    return ours_vs_paper(PAPER, ours, notes)
+
+
 # --- notebook 03: the headline, the probes and the paper's numbers ---------------------------
 
-PAPER = paper_table([
-    ("F1 img->gen, cut in every layer", 0.4, "LLaVA-1.5-7B, InternVL2-76B",
-     "Kaduri et al. 2025, Fig. 2e"),
-    ("F1 img->txt, cut in every layer", 0.0, "LLaVA-1.5-7B, InternVL2-76B",
-     "Kaduri et al. 2025, Fig. 2e"),
-    ("first l where F1 recovers (>= 0.9), img->txt+gen", "middle layers (about 4-20 of 32)",
-     "LLaVA-1.5-7B", "Kaduri et al. 2025, Fig. 2f and appendix"),
-])
 
 
 def report(df: pd.DataFrame, judge: str, n_layers: int, n_images: int,
@@ -128,16 +149,3 @@ def probe_verdict(summary: dict) -> str:
                        "directly and do not use what the query holds; why training gave this route "
                        "only is not known")
     return text + "-> the probes do not separate the places; not known"
-
-
-def vs_paper(summary: dict) -> pd.DataFrame:
-    """Notebook 03's ``report`` beside the paper's numbers (F1 by object identity, as theirs)."""
-    f1, back = summary.get("f1_l=-1", {}), summary.get("first_l_with_f1_0.9", {})
-    L = summary["n_layers"]
-    ours = {"F1 img->gen, cut in every layer": f1.get("img->gen"),
-            "F1 img->txt, cut in every layer": f1.get("img->txt"),
-            "first l where F1 recovers (>= 0.9), img->txt+gen":
-                f"l = {back['img->txt+gen']} of {L} layers" if "img->txt+gen" in back else None}
-    notes = {"F1 img->gen, cut in every layer": "the paper's judge is an LLM over object identities;"
-             " ours matches identities exactly (docs/fidelity.md)"}
-    return ours_vs_paper(PAPER, ours, notes)

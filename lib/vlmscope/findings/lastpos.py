@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import is_scene, item_id, stored_config
+from ._common import is_scene, item_id, stored_config, ours_vs_paper, paper_table
 
 NAME = "lastpos"
 
@@ -79,3 +79,30 @@ def summarise(df: pd.DataFrame) -> dict:
         if "p_drop_answer" in t:
             out["p_drop_answer[object,all]"] = round(float(row.p_drop_answer), 4)
     return out
+
+
+NEO = "Neo et al., ICLR 2025, Table 2 (2nd-hand; shared/REFERENCES.md C3)"
+PAPER = paper_table([
+    ("relative_accuracy[object+1,15-24]", 0.82, "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[object+1,all]", 0.67, "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[last row: object+1,all]", "no effect", "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[last row: rest,all]", "no effect", "LLaVA-1.5-7B", NEO),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Relative accuracy under the paper's cuts (its 15-24 window scaled to the model's depth:
+    ``lastpos.paper_windows``). From a summary only the all-layer cuts are known."""
+    ours, notes = {}, {}
+    if isinstance(data, pd.DataFrame):
+        from ..lastpos import summary_table
+
+        if len(data):
+            t = summary_table(data)
+            for r in t.itertuples():
+                q = f"relative_accuracy[{r.condition},{r.window}]"
+                ours[q] = round(float(r.relative_accuracy), 4)
+                notes[q] = f"n={int(r.n_questions)} questions right without knockout"
+    else:
+        ours = {q: data.get(q) for q in PAPER.quantity}
+    return ours_vs_paper(PAPER, ours, notes)

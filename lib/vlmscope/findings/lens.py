@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "lens"
 
@@ -74,3 +74,25 @@ def summarise(df: pd.DataFrame) -> dict:
         return {}
     by = df[df.rings == 0].groupby("layer").share.mean()
     return {"best_layer": int(by.idxmax()), "best_share": round(float(by.max()), 4)}
+
+
+NEO = "Neo et al., ICLR 2025 (2nd-hand; shared/REFERENCES.md C2)"
+PAPER = paper_table([
+    ("best_share", 0.237, "LLaVA-1.5-7B", NEO),
+    ("best_share", 0.065, "Qwen2-VL-2B", NEO),
+    ("best_layer_fraction", round(26 / 33, 2), "LLaVA-1.5-7B", NEO),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """The best layer's share of object patches read as the object's name, and where that layer
+    sits (hidden-state index over hidden states, embeddings counted, as the paper counts)."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"best_share": s.get("best_share")}
+    notes = {"best_share": "rings 0; named by its colour or shape word (a synthetic object) or a "
+                           "single-token word of its name (an annotated one)"}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
+        notes["best_layer_fraction"] = f"hidden state {s['best_layer'] + 1} of {L + 1}"
+    return ours_vs_paper(PAPER, ours, notes)

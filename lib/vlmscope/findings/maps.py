@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import ours_vs_paper, paper_table, DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "maps"
 
@@ -49,16 +49,27 @@ def summarise(df: pd.DataFrame) -> dict:
             "best_pointing": round(float(by.pointing.max()), 4), "words": int(df.step.nunique())}
 
 
+PAPER = paper_table([
+    ("best_pointing_layer", "middle layers: the attention peak of an object word falls inside "
+     "its mask; early and late layers are dominated by outlier tokens", "LLaVA-1.5-7B",
+     "Kaduri et al., CVPR 2025, Fig. 4 (shared/REFERENCES.md B3)"),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our best pointing layer beside the paper's qualitative finding (no numbers given)."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"best_pointing_layer": s.get("best_pointing_layer")}
+    notes = {}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        notes["best_pointing_layer"] = (f"layer index of {L}; pointing there "
+                                        f"{s['best_pointing']:.2f} over {s['words']} object words")
+    return ours_vs_paper(PAPER, ours, notes)
+
+
 # --- notebook 02: the headline and the paper's claims ----------------------------------------
 
-PAPER = paper_table([
-    ("middle layers point inside the object", "yes: the peak falls in the object's mask",
-     "LLaVA-1.5-7B", "Kaduri et al. 2025, Fig. 4 (qualitative)"),
-    ("object words attend to their object (mass in mask / mask share)", "above 1.0",
-     "LLaVA-1.5-7B", "Kaduri et al. 2025, Fig. 4 (qualitative)"),
-    ("early and late layers dominated by outlier tokens", "yes", "LLaVA-1.5-7B",
-     "Kaduri et al. 2025, Fig. 4 (qualitative)"),
-])
 
 
 def by_layer(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,34 +120,3 @@ def report(df: pd.DataFrame, peaks: pd.DataFrame, sinks: pd.DataFrame, n_layers:
             "best_pointing_layer": int(point.idxmax()), "best_ratio_layer": int(ratio.idxmax()),
             "pointing_by_band": by_band(point), "ratio_by_band": by_band(ratio)})
     return summary
-
-
-def vs_paper(summary: dict) -> pd.DataFrame:
-    """Notebook 02's ``report`` beside the paper's (qualitative) claims, each with its verdict.
-
-    Outliers: a band "agrees" when its maps peak on the layer's most common token more than
-    5 points more often than the middle band's.
-    """
-    pb, rb = summary.get("pointing_by_band", {}), summary.get("ratio_by_band", {})
-    mb, ob = summary["modal_peak_rate_by_band"], summary["off_object_peak_rate_by_band"]
-    ours, notes = {}, {}
-    q1, q2, q3 = PAPER.quantity
-    if "middle" in pb:
-        ends = [b for b in ("early", "late") if b in pb]
-        best = all(pb["middle"] > pb[b] for b in ends)
-        ours[q1] = ", ".join(f"{b} {v:.0%}" for b, v in pb.items())
-        notes[q1] = (f"chance {summary['pointing_chance']:.0%}; best layer "
-                     f"{summary['best_pointing_layer']}: "
-                     + ("agrees, the middle band localises best" if best else "differs"))
-        ours[q2] = f"middle {rb['middle']:.2f}"
-        notes[q2] = "agrees" if rb["middle"] > 1.0 else "differs: no more than a uniform map"
-    if "middle" in mb:
-        ours[q3] = "most common peak: " + ", ".join(f"{b} {v:.0%}" for b, v in mb.items())
-        verdicts = [f"{b}: " + ("agrees" if mb[b] > mb["middle"] + 0.05 else "not clearly"
-                                if mb[b] > mb["middle"] else "differs")
-                    for b in ("early", "late") if b in mb]
-        notes[q3] = "; ".join(verdicts) + " (off-object peaks: " + ", ".join(
-            f"{b} {v:.0%}" for b, v in ob.items()) + ")"
-    if summary.get("nonsense"):
-        notes = {**notes, q1: summary["nonsense"], q2: summary["nonsense"]}
-    return ours_vs_paper(PAPER, ours, notes)
