@@ -37,7 +37,6 @@ images = ""  # empty: the synthetic world; else your image folder or COCO copy (
 figures_dir = "../figures"
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -45,9 +44,9 @@ import pandas as pd
 
 import vlmscope
 from vlmscope import plots
-from vlmscope.datasets.folder import load_images
+from vlmscope.datasets.folder import item_questions, load_images
 from vlmscope.datasets.synthetic import World
-from vlmscope.findings import answer_sense, mentioned_objects, nothing_to_report, write_summary
+from vlmscope.findings import answer_sense, naming_sense, nothing_to_report, write_summary
 from vlmscope.organism import evaluate
 
 figures = Path(figures_dir)
@@ -65,8 +64,7 @@ vlm
 # `images` set, your own images and their annotated objects are shown instead.)
 
 # %%
-world = World()
-scenes = [world.scene(seed=seed + i) for i in range(4)] if not images else load_images(images, n=4)
+scenes = [World().scene(seed=seed + i) for i in range(4)] if not images else load_images(images, n=4)
 fig = plots.scenes(scenes)
 fig.savefig(figures / "00_scenes.png", dpi=120)
 
@@ -82,14 +80,8 @@ fig.savefig(figures / "00_scenes.png", dpi=120)
 
 # %%
 scene = scenes[0]
-if not images:
-    questions = [(q.kind, q.text, q.answer) for q in world.questions(scene, seed=seed)]
-else:
-    questions = [("describe", "describe the image .", scene.description())] + (
-        [("annotated", scene.question, scene.answer or "")] if scene.question else [])
-answers = vlm.answer([scene.image] * len(questions), [q for _, q, _ in questions])
-table = pd.DataFrame({"kind": [k for k, _, _ in questions], "question": [q for _, q, _ in questions],
-                      "truth": [t for _, _, t in questions], "model": answers})
+table = pd.DataFrame(item_questions(scene, seed=seed), columns=["kind", "question", "truth"])
+table["model"] = vlm.answer([scene.image] * len(table), list(table.question))
 table["correct"] = [a.split() == t.split() for a, t in zip(table.model, table.truth)]
 table
 
@@ -106,16 +98,13 @@ shown = {k: v for k, v in scores.items() if k not in ("n", "seed", "describe_exa
 nonsense = answer_sense(scores)
 if nonsense:
     nothing_to_report(nonsense, "The geometry and token groups below do not depend on the answers.")
-if images:  # the accuracy is on the synthetic world; your images have no known answers
-    described = [vlm.answer([sc.image], ["describe the image ."])[0] for sc in scenes]
-    if not any(mentioned_objects(d.split(), sc) for d, sc in zip(described, scenes)):
-        nonsense = nothing_to_report("no description of your images names an annotated object")
+unnamed = naming_sense(vlm, scenes) if images else None  # your images: do descriptions name them?
+if unnamed:
+    nonsense = nothing_to_report(unnamed)
 write_summary(figures / "00_accuracy.json", {"model": model_id, **scores}, nonsense)
 fig = plots.accuracy_bars(shown, reference=0.95, title=f"{model_id}: {n_eval} fresh scenes")
 fig.savefig(figures / "00_accuracy.png", dpi=120)
-below = [k for k, v in shown.items() if v < 0.95]
-print(f"lowest: {min(shown, key=shown.get)} = {min(shown.values()):.3f}; "
-      + ("every kind is at or above 0.95" if not below else f"below 0.95: {', '.join(below)}"))
+pd.DataFrame({"score": shown}).assign(**{"at or above 0.95": lambda d: d.score >= 0.95})
 
 # %% [markdown]
 # ## Image tokens and the picture
@@ -136,13 +125,11 @@ target = scene.objects[0]
 prepared = vlm.prepare(scene.image, f"what color is the {target.shape} ?" if not images
                        else scene.question or "describe the image .")
 geo = prepared.geometry
-rings = {f"{target.name} +{k}": geo.tokens_for_mask(target.mask, rings=k) for k in (0, 1, 2)}
+rings = {f"{target.name} +{k}": geo.tokens_for_mask(target.mask, rings=k) for k in (2, 1, 0)}
 print(f"{len(geo)} image tokens on a {geo.grids[0][0]}x{geo.grids[0][1]} grid; preprocessing: {geo.note}")
-print({k: len(v) for k, v in rings.items()})
 print(f"token groups: {prepared.groups.image.numel()} image, {prepared.groups.query.numel()} query "
-      f"(BOS at {prepared.groups.bos.tolist()})")
-highlight = {name: idx for name, idx in reversed(list(rings.items()))}
-fig = plots.token_grid(scene.image, geo, highlight=highlight)
+      f"(BOS at {prepared.groups.bos.tolist()}); tokens per set:", {k: len(v) for k, v in rings.items()})
+fig = plots.token_grid(scene.image, geo, highlight=rings)
 fig.savefig(figures / "00_token_grid.png", dpi=120)
 
 # %% [markdown]
@@ -155,11 +142,8 @@ fig.savefig(figures / "00_token_grid.png", dpi=120)
 # %%
 right = target.color if not images else target.name  # your images: the object's name
 wrong = next(c for c in ("red", "green", "blue", "yellow", "purple") if c not in right.split())
-rows = []
-for answer in (right, wrong):
-    s = vlm.score(prepared, answer)
-    rows.append({"answer": answer, "log p": round(s.total, 3), "tokens": s.tokens})
-pd.DataFrame(rows)
+scored = {answer: vlm.score(prepared, answer) for answer in (right, wrong)}
+pd.DataFrame([{"answer": a, "log p": round(s.total, 3), "tokens": s.tokens} for a, s in scored.items()])
 
 # %% [markdown]
 # ## Swapping in a real model

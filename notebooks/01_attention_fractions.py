@@ -34,42 +34,37 @@ n_images = 8  # synthetic scenes to describe
 seed = 0
 max_new_tokens = 48
 images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
+runs_dir = ""  # resumable run store; empty: <figures_dir>/01_runs
 figures_dir = "../figures"
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 
 import vlmscope
-from vlmscope import plots
+from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
-from vlmscope.findings import mentioned_objects, nothing_to_report, write_summary
-from vlmscope.maps import record_generation
+from vlmscope.findings import fractions as finding
+from vlmscope.findings import nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-scenes = load_images(images, n=n_images, seed=seed)
+config = finding.Config(max_new_tokens=max_new_tokens)
 
 # %% [markdown]
 # ## Record while describing
 #
-# Each scene is described greedily ("describe the image ."). Step 0 is the
-# last prompt row (it predicts the first answer token); step *k* predicts
-# answer token *k*.
+# Each scene is described greedily ("describe the image ."); one stored,
+# resumable part per scene (`vlmscope.runner`, the same run as
+# `python -m vlmscope run fractions`). Step 0 is the last prompt row (it
+# predicts the first answer token); step *k* predicts answer token *k*.
 
 # %%
-frames, named = [], 0
-for i, scene in enumerate(scenes):
-    rec = record_generation(vlm, scene.image, max_new_tokens=max_new_tokens, maps="none")
-    named += len(mentioned_objects(rec.generation.tokens, scene))
-    df = rec.fractions()
-    df["image_id"] = i
-    frames.append(df)
-fractions = pd.concat(frames, ignore_index=True)
+result = runner.run(finding, vlm, n=n_images, seed=seed, images=images, config=config,
+                    out=Path(runs_dir or figures / "01_runs"), model_name=model_id)
+fractions = result.df.rename(columns={"item": "image_id"})
 fractions.to_parquet(figures / "01_fractions.parquet")
 print(f"{fractions.image_id.nunique()} images, {len(fractions) // vlm.adapter.n_layers} generated "
       f"tokens, {vlm.adapter.n_layers} layers")
@@ -90,26 +85,15 @@ fig.savefig(figures / "01_fractions.png", dpi=120)
 # separately.
 
 # %%
-by_layer = fractions.groupby("layer")[["image", "query", "query_no_bos", "bos", "generated"]].mean()
-n_img = vlm.prepare(scenes[0].image, "describe the image .").groups.image.numel()
-prompt = vlm.prepare(scenes[0].image, "describe the image .").groups.prompt_length
-summary = {
-    "image_share_of_prompt_tokens": round(n_img / prompt, 3),
-    "mean_image_attention": round(float(by_layer.image.mean()), 3),
-    "peak_image_layer": int(by_layer.image.idxmax()),
-    "mean_bos_attention": round(float(by_layer.bos.mean()), 3),
-    "n_images": len(scenes), "object_words": named,
-}
-nonsense = None if named else nothing_to_report(
+first = vlm.prepare(load_images(images, n=1, seed=seed)[0].image, config.question).groups
+summary = finding.report(fractions, image_tokens=first.image.numel(),
+                         prompt_length=first.prompt_length, n_images=result.summary["n"])
+nonsense = None if summary["object_words"] else nothing_to_report(
     "no description names an object of its image: the answers are nonsense",
     "The attention shares are measured all the same; read them as this model's, not as a finding "
     "about how a working model looks.")
 summary = write_summary(figures / "01_summary.json", summary, nonsense)
-print(json.dumps(summary, indent=1))
-verdict = "less" if summary["mean_image_attention"] < summary["image_share_of_prompt_tokens"] else "more"
-print(f"This model gives image tokens {verdict} attention than their share of the prompt "
-      f"({summary['mean_image_attention']:.2f} vs {summary['image_share_of_prompt_tokens']:.2f}); "
-      f"image attention peaks in layer {summary['peak_image_layer']} of {vlm.adapter.n_layers}.")
+finding.vs_paper(fractions)
 
 # %% [markdown]
 # ## Explore one image

@@ -43,29 +43,31 @@ n_images = 8  # synthetic scenes to describe and score
 seed = 0
 max_new_tokens = 48
 images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
+runs_dir = ""  # resumable run store; empty: <figures_dir>/02_runs
 figures_dir = "../figures"
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 import vlmscope
-from vlmscope import plots
+from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
 from vlmscope.findings import NO_OBJECT_WORDS, mentioned_objects, nothing_to_report, write_summary
-from vlmscope.maps import (image_token_norms, localisation, map_peaks,
-                           record_generation)
+from vlmscope.findings import maps as finding
+from vlmscope.findings import outliers
+from vlmscope.maps import (crop_or_pad, image_token_norms, outlier_table, record_generation,
+                           sink_norms)
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
 L = vlm.adapter.n_layers
 scenes = load_images(images, n=n_images, seed=seed)
-vlm
+run = dict(n=n_images, seed=seed, images=images, model_name=model_id,
+           out=Path(runs_dir or figures / "02_runs"))
 
 # %% [markdown]
 # ## One description, one map
@@ -80,20 +82,14 @@ vlm
 scene = scenes[0]
 rec = record_generation(vlm, scene.image, max_new_tokens=max_new_tokens, maps="heads")
 geometry = rec.prepared.geometry
-print("description :", rec.generation.text)
-print("ground truth:", scene.description())
-print(f"{len(geometry)} image tokens on a {geometry.grids[0][0]}x{geometry.grids[0][1]} grid; "
-      f"preprocessing: {geometry.note}")
-print("maps per head:", rec.head_maps().shape, "= [layers, steps, heads, image tokens]")
+print(f"description : {rec.generation.text}\nground truth: {scene.description()}\n{len(geometry)} "
+      f"image tokens on a {geometry.grids[0][0]}x{geometry.grids[0][1]} grid; preprocessing: {geometry.note}")
 
 # %%
-words = mentioned_objects(rec.generation.tokens, scene)
-print("object words:", [(s, rec.generation.tokens[s], o.name) for s, o in words])
+words = mentioned_objects(rec.generation.tokens, scene)  # (step, object) of every object word
 step, obj = words[0] if words else (0, scene.objects[0])
-middle = L // 2
-fig = plots.attention_map(scene.image, geometry, rec.map(middle, step),
-                          title=f"{rec.generation.tokens[step]!r}, layer {middle}, heads averaged")
-fig.axes[0].contour(obj.mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.8);
+plots.attention_map(scene.image, geometry, rec.map(L // 2, step), outline=obj.mask,
+                    title=f"{rec.generation.tokens[step]!r}, layer {L // 2}, heads averaged");
 
 # %% [markdown]
 # ## The same word, every layer
@@ -108,12 +104,8 @@ fig.axes[0].contour(obj.mask.astype(float), levels=[0.5], colors="cyan", linewid
 # > *how much*.
 
 # %%
-shown = words[:4] or [(s, None) for s in range(min(3, len(rec.generation.tokens)))]
-fig = plots.maps_across_layers(
-    scene.image, geometry, rec.maps(), steps=[s for s, _ in shown],
-    labels=[f"{rec.generation.tokens[s]!r}" + (f" ({o.name})" if o else "") for s, o in shown],
-    masks=[o.mask if o else None for _, o in shown],
-    title=f"{model_id}: attention of object words, by layer")
+fig = plots.object_word_maps(scene.image, geometry, rec.maps(), rec.generation.tokens, words,
+                             title=f"{model_id}: attention of object words, by layer")
 fig.savefig(figures / "02_maps_across_layers.png", dpi=120)
 
 # %% [markdown]
@@ -122,53 +114,23 @@ fig.savefig(figures / "02_maps_across_layers.png", dpi=120)
 # For every scene, every object word the model writes (a colour or shape word
 # naming an object that is really there; hallucinated words are skipped) and
 # every layer: the pointing game, the mass in the mask and the mask's share
-# of the image tokens. We average per image first, so the spread (± sd) is
-# over images, not over words of one image.
+# of the image tokens. One stored, resumable part per scene
+# (`vlmscope.runner`, the same run as `python -m vlmscope run maps`). We
+# average per image first, so the spread (± sd) is over images, not over
+# words of one image.
 
 # %%
-frames, peak_frames, texts = [], [], []
-for i, sc in enumerate(scenes):
-    r = rec if i == 0 else record_generation(vlm, sc.image, max_new_tokens=max_new_tokens)
-    found = mentioned_objects(r.generation.tokens, sc)
-    df = localisation(r, [(s, o.mask) for s, o in found])
-    if len(df):
-        df["object"] = [found[w][1].name for w in df.word]
-        df["image_id"] = i
-        frames.append(df)
-    pk = map_peaks(r)
-    on_objects = np.unique(np.concatenate([r.prepared.geometry.tokens_for_mask(o.mask)
-                                           for o in sc.objects]))
-    pk["peak_on_object"] = pk.peak.isin(on_objects)
-    pk["image_id"] = i
-    peak_frames.append(pk)
-    texts.append({"image_id": i, "text": r.generation.text, "truth": sc.description(),
-                  "object_words": len(found)})
-loc, nonsense = None, None
-if frames:
-    loc = pd.concat(frames, ignore_index=True)
-    loc.to_parquet(figures / "02_localisation.parquet")
-else:
-    nonsense = nothing_to_report(NO_OBJECT_WORDS, f"None of the {len(scenes)} descriptions names "
-                                 "an object of its image; the outlier sections below need no object "
-                                 "words and still run.")
-peaks = pd.concat(peak_frames, ignore_index=True)
-peaks.to_parquet(figures / "02_peaks.parquet")
-pd.DataFrame(texts)
+loc = runner.run(finding, vlm, config=finding.Config(max_new_tokens=max_new_tokens), **run).df
+loc.sort_values("item", kind="stable").to_parquet(figures / "02_localisation.parquet")
+nonsense = None if len(loc) else nothing_to_report(
+    NO_OBJECT_WORDS, "None of the descriptions names an object; the outlier sections still run.")
+per_image, by_layer = finding.by_layer(loc)
+by_layer.round(3)
 
 # %%
-if loc is not None:
-    per_image = (loc.assign(pointing=loc.pointing.astype(float))
-                 .groupby(["image_id", "layer"])[["pointing", "mass_in_mask", "mask_share", "ratio"]]
-                 .mean().reset_index())
-    by_layer = per_image.groupby("layer")[["pointing", "ratio", "mask_share"]].agg(["mean", "std"])
-    print(f"{loc.image_id.nunique()} images with object words, {len(loc) // L} object words")
-    display(by_layer.round(3))
-
-# %%
-if loc is not None:
-    fig = plots.localisation_by_layer(
-        per_image,
-        title=f"{model_id}: do object words attend to their object? (mean ± sd over images)")
+if not nonsense:
+    fig = plots.localisation_by_layer(per_image, title=f"{model_id}: do object words attend to "
+                                      "their object? (mean ± sd over images)")
     fig.savefig(figures / "02_localisation.png", dpi=120)
 
 # %% [markdown]
@@ -186,11 +148,9 @@ if loc is not None:
 # > single peak token takes.
 
 # %%
-mode = peaks.groupby("layer").peak.agg(lambda p: p.value_counts().idxmax())
-peaks["modal_peak"] = peaks.peak == peaks.layer.map(mode)
-outliers = peaks.groupby("layer")[["peak_share", "modal_peak", "peak_on_object"]].mean()
-outliers["modal_token"] = mode
-outliers.round(3)
+peaks = runner.run(outliers, vlm, config=outliers.Config(max_new_tokens=max_new_tokens), **run).df
+peaks.to_parquet(figures / "02_peaks.parquet")
+outlier_table(peaks).round(3)
 
 # %% [markdown]
 # Are those fixed peaks high-norm tokens? For the first scene, the norm of
@@ -199,19 +159,7 @@ outliers.round(3)
 # states), and where that scene's most common peak token ranks.
 
 # %%
-norms = image_token_norms(vlm, rec.prepared)  # [layers, n_image]
-first = peaks[peaks.image_id == 0]
-rows = []
-for layer in range(L):
-    counts = first[first.layer == layer].peak.value_counts()
-    tok = int(counts.idxmax())
-    n, median = norms[layer], np.median(norms[layer])
-    rows.append({"layer": layer, "most common peak": tok,
-                 "share of this scene's peaks": round(counts.max() / counts.sum(), 3),
-                 "its norm / median norm": round(float(n[tok] / median), 2),
-                 "norm rank (1 = largest)": int((n > n[tok]).sum()) + 1,
-                 "largest norm / median": round(float(n.max() / median), 2)})
-sinks = pd.DataFrame(rows).set_index("layer")
+sinks = sink_norms(peaks[peaks.item == 0], image_token_norms(vlm, rec.prepared))
 sinks
 
 # %% [markdown]
@@ -227,31 +175,8 @@ sinks
 # > maps above stay aligned; a hand-rolled reshape-and-resize would not.
 
 # %%
-w, h = scene.image.size
-wide = np.zeros((h, w * 2, 3), dtype=np.uint8)
-wide[:] = np.asarray(scene.image)[:4, :4].reshape(-1, 3).mean(0).astype(np.uint8)
-wide[:, :w] = np.asarray(scene.image)  # the scene on the left half of a 2:1 canvas
-side = w * 2
-square = np.zeros((side, side, 3), dtype=np.uint8)
-square[:] = wide[0, -1]
-top = (side - h) // 2
-square[top:top + h] = wide  # pad to square by hand, as LLaVA-1.5's training did
-cropped = vlm.prepare(wide, "describe the image .")
-padded = vlm.prepare(square, "describe the image .")
-rows = []
-for o in scene.objects:
-    m_wide = np.zeros((h, side), dtype=bool)
-    m_wide[:, :w] = o.mask
-    m_square = np.zeros((side, side), dtype=bool)
-    m_square[top:top + h] = m_wide
-    rows.append({"object": o.name, "where": o.where,
-                 "tokens (square scene)": len(geometry.tokens_for_mask(o.mask)),
-                 "tokens (wide, centre-cropped)": len(cropped.geometry.tokens_for_mask(m_wide,
-                                                                                      allow_empty=True)),
-                 "tokens (wide, padded to square)": len(padded.geometry.tokens_for_mask(m_square))})
-print("wide + centre crop :", vlm.generate(cropped, max_new_tokens=max_new_tokens).text)
-print("wide + pad-to-square:", vlm.generate(padded, max_new_tokens=max_new_tokens).text)
-pd.DataFrame(rows)
+table, texts = crop_or_pad(vlm, scene, max_new_tokens=max_new_tokens)
+display(pd.Series(texts).to_frame("description"), table)
 
 # %% [markdown]
 # ## Beside the paper
@@ -264,77 +189,9 @@ pd.DataFrame(rows)
 # "middle" the rest; every statement is computed from the tables above.
 
 # %%
-early = [l for l in range(L) if l < L / 4]
-late = [l for l in range(L) if l >= 3 * L / 4 and l not in early]
-mid = [l for l in range(L) if l not in early + late]
-band = {name: ls for name, ls in (("early", early), ("middle", mid), ("late", late)) if ls}
-summary = {
-    "n_layers": L, "n_images": len(scenes),
-    "images_scored": int(loc.image_id.nunique()) if loc is not None else 0,
-    "object_words": int(len(loc) // L) if loc is not None else 0,
-    "layers": {"early": early, "middle": mid, "late": late},
-    "peak_share_by_band": {k: round(float(outliers.peak_share.loc[v].mean()), 3)
-                           for k, v in band.items()},
-    "modal_peak_rate_by_band": {k: round(float(outliers.modal_peak.loc[v].mean()), 3)
-                                for k, v in band.items()},
-    "first_scene_sink_norm_rank_by_layer": sinks["norm rank (1 = largest)"].tolist(),
-    "off_object_peak_rate_by_band": {k: round(1 - float(outliers.peak_on_object.loc[v].mean()), 3)
-                                     for k, v in band.items()},
-}
-if loc is not None:  # localisation needs object words
-    point = by_layer[("pointing", "mean")]
-    ratio = by_layer[("ratio", "mean")]
-    summary.update({
-        "pointing_by_layer": point.round(3).tolist(),
-        "pointing_sd_by_layer": by_layer[("pointing", "std")].round(3).tolist(),
-        "ratio_by_layer": ratio.round(3).tolist(),
-        "ratio_sd_by_layer": by_layer[("ratio", "std")].round(3).tolist(),
-        "pointing_chance": round(float(per_image.mask_share.mean()), 3),
-        "best_pointing_layer": int(point.idxmax()),
-        "best_ratio_layer": int(ratio.idxmax()),
-        "pointing_by_band": {k: round(float(point.loc[v].mean()), 3) for k, v in band.items()},
-        "ratio_by_band": {k: round(float(ratio.loc[v].mean()), 3) for k, v in band.items()}})
+summary = finding.report(loc, peaks, sinks, n_layers=L, n_images=len(scenes))
 summary = write_summary(figures / "02_summary.json", summary, nonsense)
-print(json.dumps(summary, indent=1))
-
-# %%
-pb, rb = summary.get("pointing_by_band", {}), summary.get("ratio_by_band", {})
-sb, mb = summary["peak_share_by_band"], summary["modal_peak_rate_by_band"]
-ob = summary["off_object_peak_rate_by_band"]
-ends = [b for b in ("early", "late") if b in band]
-print("Paper: middle-layer attention peaks fall inside the object's mask; early/late layers "
-      "are dominated by outlier tokens.\n")
-if nonsense:
-    print(f"Nothing to compare: {nonsense}.")
-elif "middle" in band:
-    best_mid = all(pb["middle"] > pb[b] for b in ends)
-    print(f"1. Middle layers {mid} point inside the object {pb['middle']:.0%} of the time "
-          f"(chance {summary['pointing_chance']:.0%}); early {pb.get('early', float('nan')):.0%}, "
-          f"late {pb.get('late', float('nan')):.0%}. Best layer: {summary['best_pointing_layer']}. "
-          + ("Agrees: the middle band localises best." if best_mid else
-             "Differs: the middle band is not the best; here the best layer is "
-             f"{summary['best_pointing_layer']}."))
-    above = rb["middle"] > 1.0
-    print(f"2. Mass in mask / mask share in the middle band: {rb['middle']:.2f} (1.0 = uniform). "
-          + ("Agrees: object words put more than chance attention on their object." if above else
-             "Differs: no more attention on the object than a uniform map."))
-    louder = [b for b in ends if mb[b] > mb["middle"] + 0.05]
-    barely = [b for b in ends if mb["middle"] < mb[b] <= mb["middle"] + 0.05]
-    quiet = [b for b in ends if b not in louder + barely]
-    print("3. Outliers (one token taking the peak whatever the word): the layer's most common "
-          "peak token is the peak of " + ", ".join(f"{b} {mb[b]:.0%}" for b in band)
-          + " of maps; peaks off every object: " + ", ".join(f"{b} {ob[b]:.0%}" for b in band)
-          + "; the peak's share of image attention: " + ", ".join(f"{b} {sb[b]:.2f}" for b in band)
-          + ". " + (f"Agrees for {' and '.join(louder)}: a fixed token peaks more often than in "
-                    "the middle. " if louder else "")
-          + (f"Not clearly for {' and '.join(barely)}: a fixed token peaks more often than in "
-             "the middle, but by 5 points or less. " if barely else "")
-          + (f"Differs for {' and '.join(quiet)}: no more dominated by one fixed token than the "
-             "middle layers." if quiet else ""))
-else:
-    print(f"This model has only {L} layers: no middle band to compare.")
-print(f"\nSpread: ± sd over {summary['images_scored']} images (tables above); with few images "
-      "treat small differences as noise.")
+finding.vs_paper(loc)
 
 # %% [markdown]
 # ## Explore

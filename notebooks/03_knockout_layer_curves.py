@@ -46,38 +46,38 @@ seed = 0
 max_new_tokens = 48
 n_probe_scenes = 200  # scenes for the identity probes (3/4 train, 1/4 held out)
 images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
+runs_dir = ""  # resumable run store; empty: <figures_dir>/03_runs
 figures_dir = "../figures"
 
 # %%
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
+from IPython.display import display
 
 import vlmscope
-from vlmscope import plots
+from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
-from vlmscope.datasets.synthetic import World, _mix
-from vlmscope.findings import description_sense, judge_for, nothing_to_report, write_summary
-from vlmscope.knockout import SweepConfig, knockout_sweep
+from vlmscope.findings import description_sense, fractions, judge_for, nothing_to_report, write_summary
+from vlmscope.findings import knockout as finding
+from vlmscope.knockout import identity_probes
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-L = vlm.adapter.n_layers
 scenes = load_images(images, n=n_images, seed=seed)
 judge = judge_for(scenes, identity=True)  # the paper's rule: object identities (shapes here)
-exact = judge_for(scenes)  # exact (colour, shape, place) objects, shown beside
+run = dict(n=n_images, seed=seed, images=images, model_name=model_id,
+           out=Path(runs_dir or figures / "03_runs"))
+
+# %% [markdown]
+# One stored, resumable part per scene (`vlmscope.runner`, the same run as
+# `python -m vlmscope run knockout`): every (cut, l) pair of a scene runs as
+# one row of a single batch.
 
 # %%
-cfg = SweepConfig(max_new_tokens=max_new_tokens)
-frames = []
-for i, scene in enumerate(scenes):
-    df = knockout_sweep(vlm, scene.image, cfg, judge=judge, also={"exact": exact})
-    df["image_id"] = i
-    frames.append(df)
-sweep = pd.concat(frames, ignore_index=True)
+result = runner.run(finding, vlm, config=finding.Config(max_new_tokens=max_new_tokens), **run)
+sweep = result.df.sort_values("item", kind="stable").rename(columns={"item": "image_id"})
 sweep.to_parquet(figures / "03_knockout.parquet")
 nonsense = description_sense(sweep.baseline.unique(), judge)
 if nonsense:  # F1 of two empty object sets is 1.0 by convention: not a finding
@@ -105,20 +105,9 @@ if not nonsense:
 # compare it with `f1` here, not with `f1_exact`.
 
 # %%
-all_layers = sweep[sweep.l == -1].groupby("config").f1.mean()
-all_layers_exact = sweep[sweep.l == -1].groupby("config").f1_exact.mean()
-curve = sweep.groupby(["config", "l"]).f1.mean()
-recover = {c: int(next((l for l in range(-1, L) if curve[c][l] >= 0.9), L - 1)) for c in cfg.configs}
-summary = {"judge": judge.name, "f1_l=-1": all_layers.round(3).to_dict(),
-           "f1_exact_l=-1": all_layers_exact.round(3).to_dict(), "first_l_with_f1_0.9": recover,
-           "n_layers": L, "n_images": len(scenes)}
-if nonsense:
-    summary = {k: v for k, v in summary.items() if k in ("judge", "n_layers", "n_images")}
+summary = finding.report(sweep, judge.name, vlm.adapter.n_layers, len(scenes), nonsense)
 summary = write_summary(figures / "03_summary.json", summary, nonsense)
-print(json.dumps(summary, indent=1))
-if not nonsense:
-    print(f"paper (LLaVA-1.5): img->gen ~0.4, img->txt ~0; this model: img->gen "
-          f"{all_layers.get('img->gen', float('nan')):.2f}, img->txt {all_layers.get('img->txt', float('nan')):.2f}")
+finding.vs_paper(sweep)
 
 # %% [markdown]
 # ## Why this model differs from the paper (tested)
@@ -141,47 +130,20 @@ if not nonsense:
 # them, img→gen should keep some F1; if they do not, img→gen leaves nothing.
 
 # %%
-from IPython.display import display
-
-from vlmscope.knockout import identity_probes
-from vlmscope.maps import record_generation
-
 if nonsense:  # no description to explain
     nothing_to_report(nonsense, "The probes are left out.")
 else:
-    fr = pd.concat([record_generation(vlm, sc.image, cfg.question, max_new_tokens, maps="none").fractions()
-                    for sc in scenes])
-    looks = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean().round(3)
-    probe_scenes = [World().scene(_mix(seed + 1, i)) for i in range(n_probe_scenes)]
-    probes = identity_probes(vlm, probe_scenes, cfg.question, seed=seed)
-    probe_table = probes.pivot_table(index="layer", columns="place", values="balanced_accuracy").round(2)
-    display(looks, probe_table)
+    looks = runner.run(fractions, vlm, config=fractions.Config(max_new_tokens=max_new_tokens), **run)
+    looks = looks.df.sort_values("item", kind="stable").groupby("layer")[
+        ["image", "query", "query_no_bos", "generated"]].mean().round(3)
+    probes = identity_probes(vlm, load_images(None, n=n_probe_scenes, seed=seed + 1), seed=seed)
+    display(looks, probes.pivot_table(index="layer", columns="place", values="balanced_accuracy").round(2))
 
 # %%
 if not nonsense:
-    q_best = float(probes[probes.place.isin(["last prompt position", "query mean"])].balanced_accuracy.max())
-    img_best = float(probes[probes.place == "image mean"].balanced_accuracy.max())
-    chance = float(probes[probes.place.str.contains("shuffled")].balanced_accuracy.max())
-    query_share = float(looks["query_no_bos"].mean())
-    print(f"generated rows: {looks['image'].mean():.0%} of attention on image tokens, "
-          f"{query_share:.0%} on query tokens without BOS (mean over layers)")
-    print(f"probes, best layer: query positions {q_best:.2f}, image positions {img_best:.2f}, "
-          f"shuffled labels {chance:.2f}")
-    if q_best <= chance + 0.1 < img_best:
-        print("-> the query positions do not hold which objects the scene has (no better than shuffled "
-              "labels) while the image positions do: there is no global summary in the query for "
-              "img->gen to fall back on, which is why it leaves nothing here")
-    elif q_best > chance + 0.1:
-        print(f"-> the query positions do hold object identity (probe {q_best:.2f}), yet img->gen leaves "
-              f"F1 {all_layers.get('img->gen', float('nan')):.2f} and img->txt "
-              f"{all_layers.get('img->txt', float('nan')):.2f}: the generated rows read the image directly "
-              "and do not use what the query holds; why training gave this route only is not known")
-    else:
-        print("-> the probes do not separate the places; not known")
-    summary.update(probe_query_best=q_best, probe_image_best=img_best, probe_shuffled_best=chance,
-                   generated_attention_on_query=query_share,
-                   generated_attention_on_image=float(looks["image"].mean()))
+    summary.update(finding.probe_report(probes, looks))
     write_summary(figures / "03_summary.json", summary, nonsense)
+    print(finding.probe_verdict(summary))
 
 # %% [markdown]
 # ## Try it: cut and regenerate one description

@@ -132,3 +132,25 @@ def test_identity_probes_rows(tiny):
     assert df.balanced_accuracy.between(0, 1).all()
     with pytest.raises(ValueError, match="n_train"):
         identity_probes(tiny, scenes, n_train=12)
+
+
+def test_layer_bands_split_quarters_and_outlier_table_counts_the_modal_peak():
+    import pandas as pd
+
+    from vlmscope.maps import layer_bands, outlier_table
+
+    assert layer_bands(8) == {"early": [0, 1], "middle": [2, 3, 4, 5], "late": [6, 7]}
+    assert layer_bands(4) == {"early": [0], "middle": [1, 2], "late": [3]}
+    assert layer_bands(1) == {"early": [0], "middle": [], "late": []}
+    # two images, two layers, three steps; layer 0 always peaks on token 5, layer 1 varies
+    peaks = pd.DataFrame({"item": [1] * 6 + [0] * 6, "layer": [0, 0, 0, 1, 1, 1] * 2,
+                          "step": [0, 1, 2] * 4, "peak": [5, 5, 5, 1, 2, 3, 5, 5, 5, 3, 3, 1],
+                          "peak_share": [0.5] * 3 + [0.1] * 3 + [0.7] * 3 + [0.2] * 3,
+                          "peak_on_object": [False] * 3 + [True, True, False] + [False] * 6})
+    t = outlier_table(peaks)
+    assert t.modal_token.tolist() == [5, 3]
+    assert t.loc[0, "modal_peak"] == 1.0 and t.loc[0, "peak_on_object"] == 0.0
+    assert t.loc[1, "peak_share"] == pytest.approx(0.15) and t.loc[1, "peak_on_object"] == pytest.approx(1 / 3)
+    assert t.loc[1, "modal_peak"] == pytest.approx(0.5)  # token 3 in 3 of the 6 maps
+    # rows in any order give the same table (images sorted, then layer-major as map_peaks gives)
+    pd.testing.assert_frame_equal(outlier_table(peaks.sample(frac=1, random_state=0)), t)

@@ -235,7 +235,8 @@ def test_notebooks_run_passes_model_images_and_quick_settings(tmp_path, monkeypa
                  str(images), "--quick", "--only", "01", "04", "06", "-p", "n_images=5"]) == 0
     out = capsys.readouterr().out
     assert seen["01"] == {"figures_dir": str(tmp_path.resolve()), **QUICK["01"], "n_images": 5,
-                          "model_id": "some/model", "images": str(images.resolve())}
+                          "model_id": "some/model", "images": str(images.resolve()),
+                          "runs_dir": str(tmp_path.resolve() / "runs" / "01")}
     assert seen["04"]["model_id"] == "some/model" and "images" not in seen["04"]
     assert "04_compressed_context.ipynb: its questions need the synthetic world" in out
     assert seen["06"]["runs_dir"] == str(tmp_path.resolve() / "runs" / "06")

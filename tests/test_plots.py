@@ -65,3 +65,40 @@ def test_token_fractions_stacks_one_bar_per_layer():
     assert len(ax.containers) == 4 and all(len(c) == 4 for c in ax.containers)
     tops = [sum(c[i].get_height() for c in ax.containers) for i in range(4)]
     np.testing.assert_allclose(tops, 1.0)
+
+
+def test_attention_map_outlines_the_named_object_over_the_normalised_map(geometry):
+    values = np.arange(16, dtype=float)
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[0:8, 24:32] = True
+    fig = plots.attention_map(image, geometry, values, title="'red', layer 2", outline=mask)
+    [ax] = fig.axes
+    np.testing.assert_allclose(ax.images[1].get_array(), geometry.to_pixels(values / 15))
+    assert ax.get_title() == "'red', layer 2" and len(ax.collections) == 1  # the cyan outline
+    [path] = ax.collections[0].get_paths()
+    x, y = path.vertices.T  # the contour at 0.5 runs round the mask's corner cell
+    assert 23 <= x.min() <= 24 and y.max() <= 8
+    assert not plots.attention_map(image, geometry, values).axes[0].collections  # no mask, no outline
+
+
+def test_object_word_maps_label_and_outline_each_named_object(geometry):
+    from types import SimpleNamespace
+
+    maps = np.random.default_rng(2).random((3, 5, 16))  # [layers, steps, n_image]
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[8:16, 8:16] = True
+    square = SimpleNamespace(name="red square", mask=mask)
+    tokens = ["a", "red", "square", "at", "top"]
+    fig = plots.object_word_maps(image, geometry, maps, tokens, [(1, square), (2, square)], title="t")
+    axes = np.array(fig.axes).reshape(2, 3)  # one row per object word, one column per layer
+    assert [t.get_text() for t in axes[0, 0].texts] == ["'red' (red square)"]
+    assert [t.get_text() for t in axes[1, 0].texts] == ["'square' (red square)"]
+    assert all(len(ax.collections) == 1 for ax in axes.flat)  # every panel outlines the object
+    np.testing.assert_allclose(axes[1, 2].images[1].get_array(),
+                               geometry.to_pixels((maps[2, 2] - maps[2, 2].min())
+                                                  / np.ptp(maps[2, 2])))
+    bare = plots.object_word_maps(image, geometry, maps, tokens, [])  # no object word: 3 tokens
+    assert len(bare.axes) == 3 * 3 and not any(ax.collections for ax in bare.axes)
+    assert [t.get_text() for t in bare.axes[3].texts] == ["'red'"]

@@ -204,3 +204,22 @@ def test_heatmap_explorer_shows_a_computed_result_without_rerunning(tiny, scene)
     np.testing.assert_array_equal(ex.state["importance"], hm.importance())
     with pytest.raises(ValueError, match="computed="):
         heatmap_explorer(tiny, prepared, answer, config=replace(cfg, l1=0.0), computed=hm)
+
+
+def test_compression_explorer_answers_from_the_chosen_pruned_cache(tiny):
+    from vlmscope import compression as C
+    from vlmscope.widgets import compression_explorer
+
+    scenes = [World().scene(seed=s) for s in (1, 2)]
+    cfg = C.CompressionConfig(describe_tokens=4, max_new_tokens=3)
+    ex = compression_explorer(tiny, scenes, cfg, k_frac=0.25, question="what color is the circle ?")
+    assert ex.state["image"] == 0 and ex.state["variant"] == "both"
+    ex.update(image=1, k_frac=0.5, variant="image")
+    ctx = C.describe(tiny, scenes[1].image, cfg)
+    want = C.answer(tiny, ctx, "what color is the circle ?", "image", 0.5, cfg)
+    assert (ex.state["text"], ex.state["kept_tokens"], ex.state["k"]) == (want.text, want.kept_tokens,
+                                                                          want.k)
+    assert ex.state["description"] == ctx.generation.text and set(ex.contexts) == {0, 1}
+    ex.update(variant="full")
+    assert ex.state["kept_tokens"] == ex.state["full_tokens"] > want.kept_tokens
+    assert html.escape(repr(ex.state["text"])) in ex.text.value

@@ -181,3 +181,98 @@ def image_token_norms(vlm, prepared) -> np.ndarray:
     with vlm.intervene(prepared, {"lm.layer.*.in": grab}), torch.no_grad():
         vlm.model(**prepared.inputs)
     return torch.stack([norms[layer] for layer in sorted(norms)]).numpy()
+
+
+# --- outlier tokens and layer bands (notebook 02) ----------------------------------------------
+
+def layer_bands(n_layers: int) -> dict[str, list[int]]:
+    """Kaduri et al.'s early / middle / late layers: the first quarter, the last quarter, the rest.
+
+    A band with no layer (a model of 1-3 layers) is an empty list.
+    """
+    early = [layer for layer in range(n_layers) if layer < n_layers / 4]
+    late = [layer for layer in range(n_layers) if layer >= 3 * n_layers / 4 and layer not in early]
+    middle = [layer for layer in range(n_layers) if layer not in early + late]
+    return {"early": early, "middle": middle, "late": late}
+
+
+def peaks_on_objects(recorded: Recorded, objects) -> pd.DataFrame:
+    """``map_peaks`` with ``peak_on_object``: does the peak token cover any of ``objects``' masks."""
+    peaks = map_peaks(recorded)
+    geo = recorded.prepared.geometry
+    on = np.unique(np.concatenate([geo.tokens_for_mask(o.mask) for o in objects]))
+    peaks["peak_on_object"] = peaks.peak.isin(on)
+    return peaks
+
+
+def outlier_table(peaks: pd.DataFrame, image_col: str = "item") -> pd.DataFrame:
+    """Per layer, over every generated token of every image: how fixed and how large the peak is.
+
+    ``peaks``: ``peaks_on_objects`` rows of one or more images. Columns:
+    peak_share (the peak token's share of the image attention), modal_peak
+    (share of maps whose peak is the layer's most common peak token),
+    peak_on_object (share of peaks on an object) and modal_token.
+    """
+    if image_col in peaks:  # images in order, each layer-major as ``map_peaks`` gives them
+        peaks = peaks.sort_values([image_col, "layer", "step"], kind="stable")
+    mode = peaks.groupby("layer").peak.agg(lambda p: p.value_counts().idxmax())
+    flagged = peaks.assign(modal_peak=peaks.peak == peaks.layer.map(mode))
+    out = flagged.groupby("layer")[["peak_share", "modal_peak", "peak_on_object"]].mean()
+    out["modal_token"] = mode
+    return out
+
+
+def sink_norms(peaks: pd.DataFrame, norms: np.ndarray) -> pd.DataFrame:
+    """Per layer, for one image: its most common peak token and where its norm ranks.
+
+    ``peaks``: that image's ``map_peaks`` rows; ``norms``: ``image_token_norms``
+    ``[layers, n_image]`` of the same prompt.
+    """
+    rows = []
+    for layer in range(norms.shape[0]):
+        counts = peaks[peaks.layer == layer].peak.value_counts()
+        tok = int(counts.idxmax())
+        n, median = norms[layer], np.median(norms[layer])
+        rows.append({"layer": layer, "most common peak": tok,
+                     "share of this scene's peaks": round(counts.max() / counts.sum(), 3),
+                     "its norm / median norm": round(float(n[tok] / median), 2),
+                     "norm rank (1 = largest)": int((n > n[tok]).sum()) + 1,
+                     "largest norm / median": round(float(n.max() / median), 2)})
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def crop_or_pad(vlm, scene, max_new_tokens: int = 48,
+                question: str = "describe the image .") -> tuple[pd.DataFrame, dict]:
+    """The scene on the left half of a 2:1 canvas, centre-cropped by the processor and padded to
+    square by hand (as LLaVA-1.5's training did): image tokens per object, and both descriptions.
+
+    Returns ``(table, texts)``: one row per object with its token count on the
+    square scene, on the wide canvas after the processor's crop (0: cut away)
+    and after padding; ``texts``: the description of each wide version.
+    """
+    image = np.asarray(scene.image)
+    h, w = image.shape[:2]
+    side = w * 2
+    wide = np.zeros((h, side, 3), dtype=np.uint8)
+    wide[:] = image[:4, :4].reshape(-1, 3).mean(0).astype(np.uint8)
+    wide[:, :w] = image
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    square[:] = wide[0, -1]
+    top = (side - h) // 2
+    square[top:top + h] = wide
+    own = vlm.prepare(scene.image, question)
+    cropped, padded = vlm.prepare(wide, question), vlm.prepare(square, question)
+    rows = []
+    for o in scene.objects:
+        m_wide = np.zeros((h, side), dtype=bool)
+        m_wide[:, :w] = o.mask
+        m_square = np.zeros((side, side), dtype=bool)
+        m_square[top:top + h] = m_wide
+        rows.append({"object": o.name, "where": o.where,
+                     "tokens (square scene)": len(own.geometry.tokens_for_mask(o.mask)),
+                     "tokens (wide, centre-cropped)": len(cropped.geometry.tokens_for_mask(
+                         m_wide, allow_empty=True)),
+                     "tokens (wide, padded to square)": len(padded.geometry.tokens_for_mask(m_square))})
+    texts = {"wide + centre crop": vlm.generate(cropped, max_new_tokens=max_new_tokens).text,
+             "wide + pad-to-square": vlm.generate(padded, max_new_tokens=max_new_tokens).text}
+    return pd.DataFrame(rows), texts

@@ -135,8 +135,12 @@ def knockout_curves(df, title: str = "", y: str = "f1"):
     return fig
 
 
-def attention_map(image, geometry: TokenGeometry, values, title: str = "", ax=None, view: int = 0):
-    """Per-token values (e.g. one layer's attention) min-max normalised and laid over the image."""
+def attention_map(image, geometry: TokenGeometry, values, title: str = "", ax=None, view: int = 0,
+                  outline=None):
+    """Per-token values (e.g. one layer's attention) min-max normalised and laid over the image.
+
+    ``outline``: an optional boolean ``[H, W]`` mask (e.g. the named object's) drawn in cyan.
+    """
     v = np.asarray(values, dtype=float)
     lo, hi = np.nanmin(v), np.nanmax(v)
     norm = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
@@ -145,6 +149,8 @@ def attention_map(image, geometry: TokenGeometry, values, title: str = "", ax=No
         fig, ax = plt.subplots(figsize=(3.2, 3.2))
     ax.imshow(image)
     ax.imshow(geometry.to_pixels(norm, view=view), cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+    if outline is not None:
+        ax.contour(np.asarray(outline, dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return ax.figure
@@ -169,10 +175,8 @@ def maps_across_layers(image, geometry: TokenGeometry, maps, steps, labels=None,
         for c, layer in enumerate(layers):
             ax = axes[r, c]
             attention_map(image, geometry, maps[layer, s], ax=ax, view=view,
-                          title=f"layer {layer}" if r == 0 else "")
-            if masks is not None and masks[r] is not None:
-                ax.contour(np.asarray(masks[r], dtype=float), levels=[0.5], colors="cyan",
-                           linewidths=0.8)
+                          title=f"layer {layer}" if r == 0 else "",
+                          outline=masks[r] if masks is not None else None)
         label = labels[r] if labels is not None else f"step {s}"
         axes[r, 0].text(-0.06, 0.5, label, transform=axes[r, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=8)
@@ -361,3 +365,22 @@ def lens_tokens(image, geometry: TokenGeometry, tokens, highlight=None, title: s
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return ax.figure
+
+
+# --- notebooks 00-04 ---------------------------------------------------------------------------
+
+def object_word_maps(image, geometry: TokenGeometry, maps, tokens, words, title: str = "",
+                     n: int = 4, view: int = 0):
+    """``maps_across_layers`` for the object words of one generated description.
+
+    ``maps``: ``[layers, steps, n_image]`` (``Recorded.maps()``); ``tokens``:
+    the generated tokens; ``words``: ``(step, object)`` pairs (e.g.
+    ``findings.mentioned_objects``), at most ``n`` shown, each row labelled
+    with its token and the object's name and outlined with its mask. Without
+    object words the first three generated tokens are shown, unoutlined.
+    """
+    shown = list(words)[:n] or [(s, None) for s in range(min(3, len(tokens)))]
+    return maps_across_layers(
+        image, geometry, maps, steps=[s for s, _ in shown],
+        labels=[f"{tokens[s]!r}" + (f" ({o.name})" if o is not None else "") for s, o in shown],
+        masks=[o.mask if o is not None else None for _, o in shown], title=title, view=view)

@@ -9,6 +9,9 @@ values, the text, the figure), so a test or a reader can check it.
 Nothing is computed here: maps, localisation and knockout generation come from
 ``maps``, ``attention`` and ``knockout``; figures from ``plots``.
 
+Over 450 lines because it holds every explorer (one short class each, all on
+the ``Explorer`` contract above); a split by study would be the next step.
+
 >>> rec = record_generation(vlm, scene.image, maps="heads")          # doctest: +SKIP
 >>> ex = map_explorer(rec, masks={o.name: o.mask for o in scene.objects})  # doctest: +SKIP
 >>> ex.update(layer=2, head="mean", step=1)                          # doctest: +SKIP
@@ -420,3 +423,55 @@ class LensExplorer(Explorer):
 def lens_explorer(result, prepared, highlight=None, title: str = "") -> LensExplorer:
     """Slide over layers of an ``image_lens`` result drawn on the image."""
     return LensExplorer(result, prepared, highlight, title)
+
+
+# -------------------------------------------------------------- compression
+class CompressionExplorer(Explorer):
+    """Ask one image a question from its pruned describe-prompt cache (``compression.answer``)."""
+
+    def __init__(self, vlm, items, config=None, k_frac: float = 0.05,
+                 question: str = "how many objects are there ?"):
+        from . import compression as C
+
+        self.vlm, self.items = vlm, list(items)
+        self.config = config or C.CompressionConfig()
+        self.contexts: dict = {}  # image -> its describe run, made once when first shown
+        controls = {
+            "image": widgets.IntSlider(value=0, min=0, max=len(self.items) - 1, description="image",
+                                       continuous_update=False),
+            "k_frac": widgets.FloatSlider(value=k_frac, min=0.01, max=1.0, step=0.01,
+                                          description="K", continuous_update=False),
+            "variant": widgets.Dropdown(options=list(C.VARIANTS), value="both",
+                                        description="variant"),
+            "question": widgets.Text(value=question, description="question",
+                                     continuous_update=False),
+        }
+        self.text = widgets.HTML()
+        super().__init__(controls, extra=(self.text,))
+        self.refresh()
+
+    def draw(self) -> None:
+        from . import compression as C
+
+        values = {name: c.value for name, c in self.controls.items()}
+        i = values["image"]
+        if i not in self.contexts:
+            self.contexts[i] = C.describe(self.vlm, self.items[i].image, self.config)
+        ctx = self.contexts[i]
+        a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
+                     self.config)
+        self.state = {**values, "text": a.text, "kept_tokens": a.kept_tokens,
+                      "full_tokens": a.full_tokens, "k": a.k,
+                      "description": ctx.generation.text}
+        objects = ", ".join(o.name for o in self.items[i].objects)
+        self.text.value = (f"<b>objects</b>: {html.escape(objects)}<br><b>description</b>: "
+                           f"{html.escape(ctx.generation.text)}<br><b>{values['variant']} at K = "
+                           f"{values['k_frac']:.0%}</b>: {html.escape(repr(a.text))} ({a.kept_tokens} "
+                           f"of {a.full_tokens} tokens kept, {a.k} image tokens per layer)")
+
+
+def compression_explorer(vlm, items, config=None, k_frac: float = 0.05,
+                         question: str = "how many objects are there ?") -> CompressionExplorer:
+    """Pick an image, K, a variant and a question; the answer comes from that image's cached
+    description run (``compression.describe``, made once per image) pruned as chosen."""
+    return CompressionExplorer(vlm, items, config, k_frac, question)

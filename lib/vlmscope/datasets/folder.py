@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["ANNOTATIONS", "FolderError", "ImageRecord", "LabelledObject", "load_folder",
-           "load_images"]
+__all__ = ["ANNOTATIONS", "FolderError", "ImageRecord", "LabelledObject", "item_questions",
+           "load_folder", "load_images"]
 
 ANNOTATIONS = "annotations.json"
 
@@ -206,6 +206,21 @@ def load_images(source=None, n: int = 8, seed: int = 0) -> list:
                 for it in items]
     raise FileNotFoundError(f"{root} has neither {ANNOTATIONS} (an image folder) nor "
                             "annotations/instances_*.json (a COCO copy)")
+
+
+def item_questions(item, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(kind, question, answer) to ask of one item of ``load_images``.
+
+    A synthetic scene: one question of every kind (``World.questions`` with
+    ``seed``). An annotated image: a description (its reference is
+    ``description()``), and its own question when the folder gives one.
+    """
+    if hasattr(item, "object_by"):
+        from .synthetic import World
+
+        return [(q.kind, q.text, q.answer) for q in World().questions(item, seed=seed)]
+    own = [("annotated", item.question, item.answer or "")] if item.question else []
+    return [("describe", "describe the image .", item.description())] + own
 
 
 def write_sample_folder(out, n: int = 3, size: tuple[int, int] = (640, 480), seed: int = 7) -> Path:

@@ -21,11 +21,26 @@ NAME = "compression"
 class Config:
     question: str = option(DESCRIBE, "the prompt whose description ranks the image tokens")
     max_new_tokens: int = option(48, "description length in tokens", minimum=1)
+    k_frac: float | tuple = option(0.05, "share of the image tokens kept per layer, in (0, 1] "
+                                   "(from Python, a tuple of values sweeps K)")
+    questions: tuple = option(("exists",), "synthetic question kinds: 'exists' gives the yes/no "
+                              "pair, every other kind one question")
+    followup: str = option("replace", "how the new question follows the cached prompt",
+                           choices=("replace", "turn"))
+    variants: tuple = option(("both", "query", "image", "full", "direct"), "what is kept")
+
+
+_DEFAULT_PLAN = {"k_frac": 0.05, "questions": ("exists",), "followup": "replace",
+                 "variants": ("both", "query", "image", "full", "direct")}
 
 
 def key(cfg: Config, **extra) -> list:
-    """What a stored part's key holds between the model and the item id."""
-    return [stored_config(cfg.question, cfg.max_new_tokens)]
+    """What a stored part's key holds between the model and the item id (the K sweep, question
+    kinds, follow-up and variants only where they differ from the defaults, so the parts of
+    default runs keep their keys)."""
+    plan = {f: getattr(cfg, f) for f, v in _DEFAULT_PLAN.items()
+            if getattr(cfg, f) != v and not (f == "k_frac" and getattr(cfg, f) == (v,))}
+    return [stored_config(cfg.question, cfg.max_new_tokens)] + ([plan] if plan else [])
 
 
 def record_questions(record) -> list[tuple[str, str]]:
@@ -38,9 +53,9 @@ def record_questions(record) -> list[tuple[str, str]]:
 
 
 def run(vlm, item, cfg: Config = Config()) -> pd.DataFrame:
-    from ..compression import CompressionConfig, compress_image, compress_scene
+    from ..compression import compress_image, compress_scene
 
-    ccfg = CompressionConfig(describe=cfg.question, describe_tokens=cfg.max_new_tokens)
+    ccfg = compression_config(cfg)
     if is_scene(item):
         return compress_scene(vlm, item, ccfg)
     return compress_image(vlm, item.image, record_questions(item), ccfg)
@@ -88,3 +103,128 @@ def vs_paper(data) -> pd.DataFrame:
              f"compression[{tag}]": "full tokens / kept tokens; depends on the model's image "
                                     "token count"}
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- notebook 04: the sets of questions, the headline and the paper's numbers ----------------
+
+KIND_QUESTIONS = ("count", "color", "shape", "where")  # one question per kind, beside "exists"
+
+
+def compression_config(cfg: Config):
+    """The ``compression.CompressionConfig`` this finding's ``cfg`` stands for."""
+    from ..compression import CompressionConfig
+
+    return CompressionConfig(describe=cfg.question, describe_tokens=cfg.max_new_tokens,
+                             k_frac=cfg.k_frac, questions=cfg.questions, followup=cfg.followup,
+                             variants=cfg.variants)
+
+
+def question_sets(cfg: Config, vlm=None, ctx=None) -> dict[str, Config]:
+    """Notebook 04's three runs: the yes/no "exists" pairs (``cfg``), one question of each other
+    kind, and the chat template's next turn as the follow-up, uncompressed. Given a model and a
+    describe run (``ctx``), the "turn" run is left out, saying why, where the model's template
+    has no next turn after the cached prompt (``compression.followup_works``)."""
+    from dataclasses import replace
+
+    from ..compression import KINDS, followup_works
+    from .sense import nothing_to_report
+
+    sets = {"exists": cfg, "kinds": replace(cfg, questions=KIND_QUESTIONS)}
+    no_turn = followup_works(vlm, ctx, "turn") if ctx is not None else None
+    if no_turn:  # e.g. LLaVA-1.5's template: the cached prompt is not the start of a next turn
+        nothing_to_report(f"no 'turn' follow-up with this model: {no_turn}",
+                          "The 'turn' comparison is left out.")
+    else:
+        sets["turn"] = replace(cfg, followup="turn", variants=("full",), k_frac=1.0, questions=KINDS)
+    return sets
+
+
+def main_k(k_values) -> float:
+    """The K of ``k_values`` nearest the paper's 5%."""
+    from ..compression import PAPER as HEADLINE
+
+    return min(k_values, key=lambda k: abs(k - HEADLINE["k_frac"]))
+
+
+def tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Scores of notebook 04's runs (``results``: the runs' rows, each with its ``set``): "exists" and "kinds" (ACC, ACC+ per variant and K), "by_kind" (per question
+    kind) and "followups" (the uncompressed cache asked as a prompt suffix, as the next turn,
+    and the question asked directly, per kind)."""
+    from ..compression import scores
+
+    exists, kinds = results[results.set == "exists"], results[results.set == "kinds"]
+    both = results[results.set.isin(["exists", "kinds"])]
+    turn = results[results.set == "turn"]
+    def score(rows, **kw):
+        return scores(rows, image_col="item", **kw)
+
+    followups = pd.concat(
+        [score(both[both.variant == "full"], by=("kind",)).assign(followup="replace")]
+        + ([score(turn, by=("kind",)).assign(followup="turn")] if len(turn) else [])
+        + [score(both[both.variant == "direct"], by=("kind",)).assign(followup="direct")])
+    return {"exists": score(exists), "kinds": score(kinds), "by_kind": score(kinds, by=("kind",)),
+            "followups": followups}
+
+
+def direct_accuracy(t: dict) -> dict:
+    """ACC per question kind when asked directly (for ``findings.answer_sense``)."""
+    by_kind, exists = t["by_kind"], t["exists"]
+    return {**by_kind[by_kind.variant == "direct"].set_index("kind").acc.to_dict(),
+            "exists": float(exists[exists.variant == "direct"].acc.iloc[0])}
+
+
+def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_images: int,
+           followup: str = "replace") -> dict:
+    """Notebook 04's headline and where it differs from the paper, in words.
+
+    ``ctx``: the first image's ``compression.describe`` (its token counts).
+    When every "exists" question gets the same answer even asked directly,
+    the comparison uses the other question kinds ("basis").
+    """
+    t = tables(results)
+    table, kinds_table = t["exists"], t["kinds"]
+    exists = results[results.set == "exists"]
+    direct_answers = exists[exists.variant == "direct"].answer.value_counts()
+    degenerate = len(direct_answers) == 1
+    k = main_k(k_values)
+    n_image, n_query = len(ctx.prepared.groups.image), len(ctx.prepared.groups.query)
+    basis, basis_table = ("count/colour/shape/where", kinds_table) if degenerate else ("exists", table)
+    bt = basis_table.set_index(["variant", "k_frac"])
+    main, full, direct = bt.loc[("both", k)], bt.loc[("full", 1.0)], bt.loc[("direct", 1.0)]
+    from ..compression import PAPER as HEADLINE  # the paper's headline, recorded in the summary
+
+    rel, red = HEADLINE["relative_performance"], HEADLINE["token_reduction"]
+    differences = ["the data differ: synthetic scenes and short-answer questions, not MME perception; "
+                   "the model is " + ("the small organism, not LLaVA-1.5-7B"
+                                      if model.startswith("organism") else model)]
+    if degenerate:
+        differences.append(f"on the yes/no exists pairs (the MME-like metric) this model answers "
+                           f"{direct_answers.index[0]!r} every time, even directly: ACC "
+                           f"{table.acc.min():.2f}-{table.acc.max():.2f} and ACC+ "
+                           f"{table.acc_plus.min():.2f}-{table.acc_plus.max():.2f} for every variant "
+                           "and K, so the comparison above uses the other question kinds")
+    if pd.notna(main.relative) and abs(main.relative - rel) > 0.05:
+        differences.append(f"relative performance {main.relative:.0%} is "
+                           f"{'below' if main.relative < rel else 'above'} the paper's {rel:.0%}")
+    if abs(main.compression - red) > 2:
+        differences.append(f"the token reduction is {main.compression:.1f}x, not {red:.0f}x: this "
+                           f"model has {n_image} image tokens, and its {n_query} query tokens "
+                           f"({n_query / ctx.prompt_length:.0%} of the prompt) all stay in the cache")
+    if full.acc < direct.acc - 0.05:
+        differences.append(f"the uncompressed describe cache already answers worse than the direct "
+                           f"question (ACC {full.acc:.3f} vs {direct.acc:.3f}): part of the loss is "
+                           "the follow-up format, not the compression")
+    if n_images < 20:
+        differences.append(f"only {n_images} images: one answer moves ACC by "
+                           f"{1 / basis_table.n_questions.max():.3f}")
+    f = t["followups"]
+    full_acc = f[f.kind != "exists"].groupby("followup").apply(
+        lambda d: float((d.acc * d.n_questions).sum() / d.n_questions.sum()), include_groups=False)
+    return {"model": model, "n_images": n_images, "followup": followup,
+            "k_values": list(k_values), "k_main": k, "n_image_tokens": n_image,
+            "n_query_tokens": n_query, "n_layers": n_layers, "basis": basis,
+            "exists_degenerate": bool(degenerate), "exists_direct_answers": direct_answers.to_dict(),
+            "exists": table.round(4).to_dict(orient="records"),
+            "kinds": kinds_table.round(4).to_dict(orient="records"),
+            "full_acc_by_followup_non_exists": full_acc.round(4).to_dict(),
+            "paper": HEADLINE, "differences": differences}

@@ -29,8 +29,13 @@ def key(cfg: Config, **extra) -> list:
 def run(vlm, item, cfg: Config = Config()) -> pd.DataFrame:
     from ..maps import record_generation
 
+    from .sense import mentioned_objects
+
     rec = record_generation(vlm, item.image, cfg.question, cfg.max_new_tokens, maps="none")
-    return rec.fractions()
+    df = rec.fractions()
+    named = {step for step, _ in mentioned_objects(rec.generation.tokens, item)}
+    df["names_object"] = df.step.isin(named)  # the token written at this step names an object
+    return df
 
 
 def summarise(df: pd.DataFrame) -> dict:
@@ -60,3 +65,23 @@ def vs_paper(data) -> pd.DataFrame:
         L = int(data.layer.max()) + 1
         notes["peak_image_layer"] = f"layer index of {L} layers"
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- notebook 01: the headline and the paper's claims ----------------------------------------
+
+
+
+def report(df: pd.DataFrame, image_tokens: int, prompt_length: int, n_images: int) -> dict:
+    """Notebook 01's headline numbers from this finding's rows (all items of a run).
+
+    ``image_tokens`` / ``prompt_length``: the first item's image tokens and
+    prompt length (the image's share of the prompt); ``object_words`` counts the
+    generated tokens naming an object of their image (column ``names_object``).
+    """
+    by_layer = df.groupby("layer")[["image", "query", "query_no_bos", "bos", "generated"]].mean()
+    named = df[df.layer == df.layer.min()] if len(df) else df
+    return {"image_share_of_prompt_tokens": round(image_tokens / prompt_length, 3),
+            "mean_image_attention": round(float(by_layer.image.mean()), 3),
+            "peak_image_layer": int(by_layer.image.idxmax()),
+            "mean_bos_attention": round(float(by_layer.bos.mean()), 3),
+            "n_images": n_images, "object_words": int(named.names_object.sum()) if len(df) else 0}

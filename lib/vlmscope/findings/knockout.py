@@ -38,7 +38,7 @@ def run(vlm, item, cfg: Config = Config()) -> pd.DataFrame:
     from ..knockout import SweepConfig, knockout_sweep
 
     judge = judge_for([item], identity=True)  # decided by the data, never the model's name
-    also = {"exact": ExactJudge()} if is_scene(item) else {}
+    also = {"exact": ExactJudge() if is_scene(item) else judge_for([item])}
     return knockout_sweep(vlm, item.image, SweepConfig(question=cfg.question,
                                                        max_new_tokens=cfg.max_new_tokens),
                           judge=judge, also=also)
@@ -88,3 +88,64 @@ def vs_paper(data) -> pd.DataFrame:
         L = int(data.n_layers.iloc[0])
         notes["first_l_with_f1_0.9[img->txt]"] = f"l of -1..{L - 1} (l = -1 cuts every layer)"
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- notebook 03: the headline, the probes and the paper's numbers ---------------------------
+
+
+
+def report(df: pd.DataFrame, judge: str, n_layers: int, n_images: int,
+           nonsense: str | None = None) -> dict:
+    """Notebook 03's headline: mean F1 with the cut in every layer (the paper's l = -1), by
+    identity (``f1``, the paper's rule) and by exact objects, and the first l whose F1 is
+    back to 0.9 per configuration. With ``nonsense`` only the run's facts."""
+    from ..knockout import SweepConfig
+
+    out = {"judge": judge, "n_layers": n_layers, "n_images": n_images}
+    if nonsense:
+        return out
+    every = df[df.l == -1].groupby("config")
+    curve = df.groupby(["config", "l"]).f1.mean()
+    recover = {c: int(next((l for l in range(-1, n_layers) if curve[c][l] >= 0.9), n_layers - 1))
+               for c in SweepConfig().configs}
+    return {"judge": judge, "f1_l=-1": every.f1.mean().round(3).to_dict(),
+            "f1_exact_l=-1": every.f1_exact.mean().round(3).to_dict(),
+            "first_l_with_f1_0.9": recover, "n_layers": n_layers, "n_images": n_images}
+
+
+def probe_report(probes: pd.DataFrame, looks: pd.DataFrame) -> dict:
+    """The test of the paper's explanation: best held-out probe accuracy per place
+    (``knockout.identity_probes``) and where generated rows look (``looks``: mean attention
+    fractions by layer, the fractions finding)."""
+    def best(rows):
+        return float(rows.balanced_accuracy.max())
+
+    return {"probe_query_best": best(probes[probes.place.isin(["last prompt position",
+                                                               "query mean"])]),
+            "probe_image_best": best(probes[probes.place == "image mean"]),
+            "probe_shuffled_best": best(probes[probes.place.str.contains("shuffled")]),
+            "generated_attention_on_query": float(looks["query_no_bos"].mean()),
+            "generated_attention_on_image": float(looks["image"].mean())}
+
+
+def probe_verdict(summary: dict) -> str:
+    """What ``report`` + ``probe_report`` say about the paper's explanation, in words."""
+    q, img, chance = (summary["probe_query_best"], summary["probe_image_best"],
+                      summary["probe_shuffled_best"])
+    f1 = summary["f1_l=-1"]
+    text = (f"generated rows: {summary['generated_attention_on_image']:.0%} of attention on image "
+            f"tokens, {summary['generated_attention_on_query']:.0%} on query tokens without BOS "
+            f"(mean over layers)\nprobes, best layer: query positions {q:.2f}, image positions "
+            f"{img:.2f}, shuffled labels {chance:.2f}\n")
+    if q <= chance + 0.1 < img:
+        return text + ("-> the query positions do not hold which objects the scene has (no better "
+                       "than shuffled labels) while the image positions do: there is no global "
+                       "summary in the query for img->gen to fall back on, which is why it leaves "
+                       "nothing here")
+    if q > chance + 0.1:
+        return text + (f"-> the query positions do hold object identity (probe {q:.2f}), yet "
+                       f"img->gen leaves F1 {f1.get('img->gen', float('nan')):.2f} and img->txt "
+                       f"{f1.get('img->txt', float('nan')):.2f}: the generated rows read the image "
+                       "directly and do not use what the query holds; why training gave this route "
+                       "only is not known")
+    return text + "-> the probes do not separate the places; not known"

@@ -66,3 +66,57 @@ def vs_paper(data) -> pd.DataFrame:
         notes["best_pointing_layer"] = (f"layer index of {L}; pointing there "
                                         f"{s['best_pointing']:.2f} over {s['words']} object words")
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- notebook 02: the headline and the paper's claims ----------------------------------------
+
+
+
+def by_layer(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_image, by_layer)``: the rows' means per (item, layer), then their mean and sd per
+    layer, so the spread is over images, not over the words of one image."""
+    cols = ["pointing", "mass_in_mask", "mask_share", "ratio"]
+    if df.empty:
+        empty = pd.DataFrame(columns=["item", "layer", *cols])
+        return empty, empty.groupby("layer")[["ratio"]].mean()
+    d = df.sort_values("item", kind="stable")
+    per_image = (d.assign(pointing=d.pointing.astype(float))
+                 .groupby(["item", "layer"])[cols].mean().reset_index())
+    return per_image, per_image.groupby("layer")[["pointing", "ratio", "mask_share"]].agg(
+        ["mean", "std"])
+
+
+def report(df: pd.DataFrame, peaks: pd.DataFrame, sinks: pd.DataFrame, n_layers: int,
+           n_images: int) -> dict:
+    """Notebook 02's headline: localisation by layer and by band (early / middle / late) from
+    this finding's rows, and the outlier signs by band from the outliers finding's ``peaks``
+    (``maps.outlier_table``) and the first image's ``maps.sink_norms``."""
+    from ..maps import layer_bands, outlier_table
+
+    layers = layer_bands(n_layers)
+    band = {name: ls for name, ls in layers.items() if ls}
+    out_t = outlier_table(peaks)
+
+    def by_band(series, flip=False):
+        return {k: round((1 - float(series.loc[v].mean())) if flip else float(series.loc[v].mean()), 3)
+                for k, v in band.items()}
+
+    summary = {"n_layers": n_layers, "n_images": n_images,
+               "images_scored": int(df.item.nunique()) if len(df) else 0,
+               "object_words": int(len(df) // n_layers) if len(df) else 0, "layers": layers,
+               "peak_share_by_band": by_band(out_t.peak_share),
+               "modal_peak_rate_by_band": by_band(out_t.modal_peak),
+               "first_scene_sink_norm_rank_by_layer": sinks["norm rank (1 = largest)"].tolist(),
+               "off_object_peak_rate_by_band": by_band(out_t.peak_on_object, flip=True)}
+    if len(df):
+        per_image, table = by_layer(df)
+        point, ratio = table[("pointing", "mean")], table[("ratio", "mean")]
+        summary.update({
+            "pointing_by_layer": point.round(3).tolist(),
+            "pointing_sd_by_layer": table[("pointing", "std")].round(3).tolist(),
+            "ratio_by_layer": ratio.round(3).tolist(),
+            "ratio_sd_by_layer": table[("ratio", "std")].round(3).tolist(),
+            "pointing_chance": round(float(per_image.mask_share.mean()), 3),
+            "best_pointing_layer": int(point.idxmax()), "best_ratio_layer": int(ratio.idxmax()),
+            "pointing_by_band": by_band(point), "ratio_by_band": by_band(ratio)})
+    return summary

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CHANCE", "NO_OBJECT_WORDS", "answer_sense", "finite", "mentioned_objects",
-           "nothing_to_report", "write_summary"]
+           "naming_sense", "nothing_to_report", "write_summary"]
 
 NO_OBJECT_WORDS = "no object word in the answer: nothing to localise"
 
@@ -114,6 +114,15 @@ def description_sense(texts, judge) -> str | None:
         return None
     return ("no object word in the un-knocked descriptions: their object F1 would compare two "
             "empty sets, so there is nothing to compare")
+
+
+def naming_sense(vlm, items, question: str = "describe the image .") -> str | None:
+    """None when the description of some annotated image names one of its objects, else the
+    reason (the answers on these images are nonsense). One greedy description per item."""
+    described = [vlm.answer([it.image], [question])[0] for it in items]
+    if any(mentioned_objects(d.split(), it) for d, it in zip(described, items)):
+        return None
+    return "no description of your images names an annotated object"
 
 
 def explainable_selection(vlm, prepared, answer=None, baseline=None, config=None):
