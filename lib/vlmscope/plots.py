@@ -515,14 +515,14 @@ def lens_layers(image, geometry: TokenGeometry, tokens_by_layer, highlight=None,
 def lens_score(df, rings: int = 0, model: str = ""):
     """Per layer, the share of object patches whose top lens word is the object's colour or shape.
 
-    ``df``: the lens finding's rows (object, rings, layer, share, share_color,
-    share_shape); lines are means over objects (of ``rings``), with their spread;
+    ``df``: the lens finding's rows (object, rings, layer, share, and on synthetic
+    scenes share_color, share_shape); lines are means over objects (of ``rings``), with their spread;
     ``model`` names the model in the title.
     """
     import seaborn as sns
 
-    long = df.melt(id_vars=["object", "rings", "layer"],
-                   value_vars=["share", "share_color", "share_shape"], var_name="word",
+    shares = [c for c in ("share", "share_color", "share_shape") if c in df]
+    long = df.melt(id_vars=["object", "rings", "layer"], value_vars=shares, var_name="word",
                    value_name="top-1 share")
     fig, ax = plt.subplots(figsize=(6, 3))
     sns.lineplot(data=long[long.rings == rings], x="layer", y="top-1 share", hue="word", marker="o",
