@@ -8,7 +8,10 @@
     python -m vlmscope organism export --model RUN_DIR --out DIR   (a run's last checkpoint)
     python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
-    python -m vlmscope run fractions|maps|knockout|compression|heatmaps|ablation|lens|lastpos --model M --n N --seed S --out DIR
+    python -m vlmscope run FINDING [--model M] [--n N] [--seed S] [--out DIR] [--images DIR] [finding flags]
+        (FINDING: fractions maps knockout compression heatmaps ablation lens lastpos; each finding's
+         flags come from its Config: python -m vlmscope run FINDING --help)
+    python -m vlmscope run heatmaps --preset reference|vlmscope [--benchmark B --data DIR]
 """
 
 from __future__ import annotations
@@ -120,37 +123,192 @@ def _models(args) -> int:
     return 1 if failed else 0
 
 
+def _flag_type(kind, meta: dict):
+    """An argparse type for a Config field of type ``kind`` with ``meta``'s bounds."""
+    import typing
+
+    optional = typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", ()))
+    if optional:
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is bool:
+        def parse(text: str):
+            if text.lower() in ("true", "yes", "1"):
+                return True
+            if text.lower() in ("false", "no", "0"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+        base = parse
+    elif kind is int and "min" in meta:
+        base = _at_least(meta["min"])
+    elif kind is float:
+        def base(text: str):
+            try:
+                return float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    elif kind is int:
+        base = _at_least(-(2**63))
+    else:
+        base = str
+    if not optional:
+        return base
+
+    def maybe(text: str):
+        return None if text.lower() == "none" else base(text)
+    maybe.__name__ = getattr(base, "__name__", "value")
+    return maybe
+
+
+def _field_comments(cls) -> dict:
+    """A dataclass's fields' trailing ``# comments`` in its source (their help when the field
+    has no metadata)."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in
+            re.finditer(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, re.MULTILINE)}
+
+
+def _config_flags(parser, config_cls, prefix: str = "", flags: dict | None = None,
+                  taken: tuple = ()) -> list:
+    """One flag per field of ``config_cls`` (nested dataclasses flattened); returns
+    ``[(path, dest)]``. Type, default and help come from the dataclass (a field's metadata, or
+    ``flags`` for a nested class without metadata): no default is restated here."""
+    import typing
+    from dataclasses import MISSING, fields, is_dataclass
+
+    hints = typing.get_type_hints(config_cls)
+    comments = _field_comments(config_cls)
+    out = []
+    for f in fields(config_cls):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        meta = {**f.metadata, **(flags or {}).get(f.name, {})}
+        if is_dataclass(default):
+            group = parser.add_argument_group(f"{f.name}: {meta.get('help', '')}".rstrip(": "))
+            out += [((f.name, *path), dest) for path, dest in
+                    _config_flags(group, type(default), f"{f.name}__", meta.get("flags"), taken)]
+            continue
+        flag = meta.get("flag", f.name.replace("_", "-"))
+        if flag in taken:
+            flag = f"{prefix.rstrip('_').replace('_', '-')}-{flag}"
+        dest = f"cfg__{prefix}{f.name}"
+        kind = hints[f.name]
+        kw = dict(dest=dest, default=argparse.SUPPRESS,
+                  metavar=meta.get("metavar", f.name.upper()),
+                  help=f"{meta.get('help', comments.get(f.name, f.name))} (default: {default!r})")
+        if typing.get_origin(kind) is tuple or kind is tuple:
+            kw["nargs"] = "+"
+        else:
+            kw["type"] = _flag_type(kind, meta)
+        if "choices" in meta:
+            kw["choices"] = meta["choices"]
+            del kw["metavar"]
+        parser.add_argument(f"--{flag}", **kw)
+        out.append(((f.name,), dest))
+    return out
+
+
+def _build_config(finding, args, preset: str | None = None):
+    """The finding's Config from the flags given (the dataclass's defaults for the rest)."""
+    from dataclasses import fields, is_dataclass, replace
+
+    cfg = finding.Config()
+    nested: dict[str, dict] = {}
+    top = {}
+    for path, dest in args._config_flags:
+        if not hasattr(args, dest):
+            continue
+        value = getattr(args, dest)
+        value = tuple(value) if isinstance(value, list) else value
+        if len(path) == 1:
+            top[path[0]] = value
+        else:
+            nested.setdefault(path[0], {})[path[1]] = value
+    for f in fields(cfg):
+        sub = getattr(cfg, f.name)
+        if not is_dataclass(sub):
+            continue
+        if preset is not None and hasattr(type(sub), "preset"):
+            sub = type(sub).preset(preset)
+        if f.name in nested or preset is not None:
+            top[f.name] = replace(sub, **nested.get(f.name, {}))
+    return replace(cfg, **top)
+
+
 def _run(args) -> int:
-    from .experiments import RunConfig, run_experiment
+    from pathlib import Path
+
+    from .findings import get
     from .models import load
     from .validate import check_out_dir
 
-    if args.benchmark and args.experiment != "heatmaps":
-        raise SystemExit("--benchmark works with the heatmaps experiment only")
-    if args.benchmark and not args.data:
+    finding = get(args.experiment)
+    benchmark = getattr(args, "benchmark", None)
+    if benchmark and not args.data:
         raise SystemExit("--benchmark needs --data PATH (a local copy of the benchmark)")
+    if benchmark and args.images:
+        raise SystemExit("--benchmark and --images are two image sources: give one")
     # every argument is checked before the model loads
-    check_out_dir(args.out, inside=(args.experiment if not args.benchmark else f"heatmaps-{args.benchmark}",
+    check_out_dir(args.out, inside=(finding.NAME if not benchmark else f"heatmaps-{benchmark}",
                                     "parts"))
-    heatmap = None
-    if args.experiment == "heatmaps":
-        from .heatmaps import HeatmapConfig
-
-        heatmap = HeatmapConfig(method=args.method, iterations=args.iterations, ig_iter=args.ig_iter,
-                                size=args.size, baseline=args.baseline, batch=args.batch)
+    if args.images and not Path(args.images).is_dir():
+        raise FileNotFoundError(f"--images {args.images}: not a folder (expected a folder with "
+                                "annotations.json, or a local COCO copy)")
+    cfg = _build_config(finding, args, getattr(args, "preset", None))
     vlm = load(args.model)
-    if args.benchmark:
-        from .experiments import run_benchmark_heatmaps
+    if benchmark:
+        from .runner import run_benchmark
 
-        summary, _ = run_benchmark_heatmaps(vlm, args.model, args.benchmark, args.data, args.out,
-                                            n=args.n, heatmap=heatmap, style=args.style,
-                                            max_new_tokens=args.max_new_tokens)
-        print(json.dumps(summary))
+        res = run_benchmark(vlm, args.model, benchmark, args.data, args.out, n=args.n,
+                            heatmap=cfg.heatmap, style=args.style,
+                            max_new_tokens=cfg.max_new_tokens)
+        print(json.dumps(res.summary))
         return 0
-    summary = run_experiment(args.experiment, vlm, args.model, args.n, args.seed, args.out,
-                             RunConfig(max_new_tokens=args.max_new_tokens), heatmap=heatmap)
-    print(json.dumps(summary))
+    from .runner import run
+
+    res = run(finding, vlm, n=args.n, seed=args.seed, out=args.out, config=cfg,
+              images=args.images, model_name=args.model)
+    print(json.dumps(res.summary))
     return 0
+
+
+def _run_parser(sub) -> None:
+    """``run <finding>``: one subcommand per finding of the registry, its flags from its Config."""
+    from .findings import FINDINGS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default="organism")
+    common.add_argument("--n", type=_at_least(1), default=20, help="items to analyse")
+    common.add_argument("--seed", type=_at_least(0), default=0,
+                        help="the synthetic scenes' seed (and COCO's selection order)")
+    common.add_argument("--out", default="runs", help="the run stores' folder")
+    common.add_argument("--images", default=None,
+                        help="a folder of images with annotations.json, or a local COCO copy, "
+                             "instead of the synthetic scenes (layout: docs/images.md)")
+    ru = sub.add_parser("run", help="a finding over synthetic scenes or an image folder "
+                                    "(resumable; one stored part per item)")
+    rsub = ru.add_subparsers(dest="experiment", required=True, metavar="FINDING")
+    taken = ("model", "n", "seed", "out", "images", "preset", "benchmark", "data", "style")
+    for name, module in FINDINGS.items():
+        doc = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        p = rsub.add_parser(name, parents=[common], help=doc.split(":")[0], description=doc)
+        p.set_defaults(_config_flags=_config_flags(p, module.Config, taken=taken))
+        if name == "heatmaps":
+            from .heatmaps import PRESETS
+
+            p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                           help="a named set of iGOS definitions (HeatmapConfig.preset); the "
+                                "flags given go on top (default: the HeatmapConfig defaults, "
+                                "the 'vlmscope' preset)")
+            p.add_argument("--benchmark", choices=["cv-bench", "mmvp", "mmstar"], default=None,
+                           help="run on a local benchmark copy instead of synthetic scenes")
+            p.add_argument("--data", default=None, help="the benchmark's folder (with --benchmark)")
+            p.add_argument("--style", choices=["choice", "open", "native"], default="choice",
+                           help="prompt style for benchmark questions")
 
 
 def _notebooks(args) -> int:
@@ -214,28 +372,7 @@ def main(argv=None) -> int:
                     help="run the selftest on the stand-ins at the real checkpoints' geometry "
                          "(vlmscope.testing.standins) instead of the tiny models")
 
-    ru = sub.add_parser("run", help="batch experiments on synthetic scenes (resumable)")
-    ru.add_argument("experiment", choices=["fractions", "maps", "knockout", "compression", "heatmaps",
-                                           "ablation", "lens", "lastpos"])
-    ru.add_argument("--model", default="organism")
-    ru.add_argument("--n", type=_at_least(1), default=20)
-    ru.add_argument("--seed", type=_at_least(0), default=0)
-    ru.add_argument("--out", default="runs")
-    ru.add_argument("--max-new-tokens", type=_at_least(1), default=48)
-    hm = ru.add_argument_group("heatmaps (iGOS); defaults: the reference README's run")
-    hm.add_argument("--method", choices=["igos+", "igos++"], default="igos+")
-    hm.add_argument("--iterations", type=_at_least(0), default=5)
-    hm.add_argument("--ig-iter", type=_at_least(1), default=10)
-    hm.add_argument("--size", type=_at_least(1), default=32)
-    hm.add_argument("--baseline", choices=["blur", "black", "noise"], default="blur")
-    hm.add_argument("--batch", type=_at_least(1), default=8,
-                    help="path images per forward + backward: speed and memory only, the masks "
-                         "do not depend on it (a batch that runs out of memory is halved)")
-    hm.add_argument("--benchmark", choices=["cv-bench", "mmvp", "mmstar"], default=None,
-                    help="run on a local benchmark copy instead of synthetic scenes")
-    hm.add_argument("--data", default=None, help="the benchmark's folder (with --benchmark)")
-    hm.add_argument("--style", choices=["choice", "open", "native"], default="choice",
-                    help="prompt style for benchmark questions")
+    _run_parser(sub)
 
     nb = sub.add_parser("notebooks", help="execute the notebooks headless (papermill)")
     nb.add_argument("action", choices=["run"])

@@ -307,16 +307,36 @@ class LLMJudge:
         return out
 
 
+def judge_for(data, identity: bool = False):
+    """The object judge the data calls for (the one place this is decided; the model plays no part).
+
+    ``data``: a synthetic ``Scene``, an image, an annotated ``ImageRecord``
+    (``datasets.folder``), or a list of these. Synthetic scenes (and images
+    rendered by the synthetic world) get exact (colour, shape, place)
+    objects, or object identities (shapes: Kaduri et al.'s rule) with
+    ``identity=True``; annotated images get their objects' names (with the
+    words naming them); any other image the COCO vocabulary.
+    """
+    from .datasets.synthetic import is_synthetic
+
+    items = list(data) if isinstance(data, (list, tuple)) else [data]
+    if all(is_synthetic(d) or hasattr(d, "object_by") for d in items):
+        return IdentityJudge() if identity else ExactJudge()
+    annotated = [d for d in items if hasattr(d, "objects") and not hasattr(d, "object_by")]
+    if annotated:
+        names = {o.name.lower(): tuple(o.words) for d in annotated for o in d.objects}
+        return VocabularyJudge(Vocabulary(synonyms=names))
+    return VocabularyJudge()
+
+
 def default_judge(vlm=None, data=None) -> ExactJudge | VocabularyJudge:
-    """The judge the data calls for: exact objects for scenes of the synthetic world, the COCO
-    vocabulary for anything else (photographs).
+    """The judge the data calls for (``judge_for``): exact objects for scenes of the synthetic
+    world, the COCO vocabulary for anything else (photographs).
 
     ``data``: a synthetic ``Scene`` or an image. The model (``vlm``) plays no
     part: the same organism loaded by name or by path is judged alike.
     """
-    from .datasets.synthetic import is_synthetic
-
-    return ExactJudge() if data is not None and is_synthetic(data) else VocabularyJudge()
+    return VocabularyJudge() if data is None else judge_for(data)
 
 
 def paper_judge(synthetic: bool) -> IdentityJudge | VocabularyJudge:

@@ -81,7 +81,7 @@ def answer_sense(scores: dict, chance: dict | None = None) -> str | None:
 
 
 def _norm(token: str) -> str:
-    from .judge import singular
+    from ..judge import singular
 
     return singular(token.strip().lstrip("\u2581\u0120").strip().lower().strip(".,;:!?"))
 
@@ -108,19 +108,6 @@ def mentioned_objects(tokens, scene) -> list[tuple[int, object]]:
     return out
 
 
-def judge_for(scenes, identity: bool = False):
-    """The object judge for these images, decided by the data: synthetic scenes get exact
-    (colour, shape, place) objects, or object identities (shapes: Kaduri et al.'s rule) with
-    ``identity=True``; other images get their annotated names.
-    """
-    from .judge import ExactJudge, IdentityJudge, Vocabulary, VocabularyJudge
-
-    if all(hasattr(s, "object_by") for s in scenes):
-        return IdentityJudge() if identity else ExactJudge()
-    names = {o.name.lower(): tuple(o.words) for s in scenes for o in s.objects}
-    return VocabularyJudge(Vocabulary(synonyms=names))
-
-
 def description_sense(texts, judge) -> str | None:
     """None when some text names an object ``judge`` knows, else the reason (nothing to compare)."""
     if any(judge.objects(t) for t in texts):
@@ -138,7 +125,7 @@ def explainable_selection(vlm, prepared, answer=None, baseline=None, config=None
     selected instead (rule "given") so the analysis still runs, and ``reason``
     (None when the rule found tokens) says why it is not a finding.
     """
-    from .heatmaps import HeatmapConfig, select_tokens
+    from ..heatmaps import HeatmapConfig, select_tokens
 
     config = config or HeatmapConfig()
     selection = select_tokens(vlm, prepared, answer, baseline, config)
