@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, ours_vs_paper, paper_table, stored_config
 
 NAME = "ablation"
 
@@ -117,3 +117,124 @@ def summarise(df: pd.DataFrame) -> dict:
     for r in loss_table(d, by=("rule",)).itertuples():
         out[f"lost[{r.rule},+1,pooled]"] = round(float(r.lost), 4)
     return out
+
+
+# --- for notebook 07: one object in detail, the noise filter, the high-norm check ---
+def reference_mean(vlm, n: int = 32, images=None, cache=None):
+    """The mean visual-token vector over ``n`` reference images: synthetic scenes seeded
+    10**6, 10**6 + 1, ... (none of a run's scenes), or the first ``n`` of ``images``."""
+    from ..ablation import mean_vector
+    from ..datasets.folder import load_images
+    from ..datasets.synthetic import World
+
+    refs = ([r.image for r in load_images(images, n)] if images
+            else [World().scene(10**6 + i).image for i in range(n)])
+    return mean_vector(vlm, refs, cache=cache)
+
+
+def example(vlm, item, mean, max_new_tokens: int = 48) -> tuple[dict, pd.DataFrame, object]:
+    """``item``'s first object with 0, 1 and 2 rings of buffer, and the model's answers before
+    and after those tokens are replaced by ``mean``'s vector: ``(rings -> token indices,
+    rows of rings, question, answer, ablated answer, the token geometry)``. A scene's object is asked "is there
+    a <object> ?", "what color is the <shape> ?" and for a description; an annotated one
+    the first and the last."""
+    from ..ablation import ablated
+
+    obj = item.objects[0]
+    p = vlm.prepare(item.image, f"is there a {obj.name} ?")
+    rings = {r: p.geometry.tokens_for_mask(obj.mask, rings=r) for r in (0, 1, 2)}
+    questions = [f"is there a {obj.name} ?"]
+    if is_scene(item):
+        questions.append(f"what color is the {obj.shape} ?")
+    questions.append(DESCRIBE)
+    rows = []
+    for r, toks in rings.items():
+        for question in questions:
+            q = vlm.prepare(item.image, question)
+            with ablated(vlm, q, toks, vector=mean.vector):
+                after = vlm.generate(q, max_new_tokens=max_new_tokens).text
+            rows.append({"rings": r, "question": question,
+                         "answer": vlm.generate(q, max_new_tokens=max_new_tokens).text,
+                         "ablated answer": after})
+    return rings, pd.DataFrame(rows), p.geometry
+
+
+def noise_filtered(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's protocol: only the objects the model names and stops naming under noise
+    (``noise_filter_keep``); prints how many were kept. None kept: every object, said so."""
+    from .sense import nothing_to_report
+
+    objects = df.drop_duplicates(["item", "object"])
+    print(f"noise filter kept {int(objects.noise_filter_keep.sum())} of {len(objects)} objects")
+    if df.noise_filter_keep.any():
+        return df[df.noise_filter_keep]
+    nothing_to_report("the noise filter keeps no object (the model names none)",
+                      "Every object is kept instead.")
+    return df
+
+
+def paper_shape(table: pd.DataFrame) -> pd.DataFrame:
+    """``ablation.loss_table(df, by=("rule", "rings", "task"))`` in Table 1's shape: the share
+    lost per (rule, rings) row and task column, with the mean token count beside."""
+    shaped = table.pivot_table(index=["rule", "rings"], columns="task", values="lost")
+    shaped["tokens"] = table.groupby(["rule", "rings"]).n_tokens.first()
+    return shaped
+
+
+def p_drop_table(df: pd.DataFrame, rings: int = 1) -> pd.DataFrame:
+    """Mean probability drop at the first answer position per task, object + ``rings``: the
+    released rule (the top token's probability) and ours (the un-ablated answer's first token)."""
+    d = df[(df.rule == "object") & (df.rings == rings)]
+    return pd.DataFrame({"p_drop, top token (released)": (d.p_top_before - d.p_top_after)
+                         .groupby(d.task).mean(),
+                         "p_drop, answer token (ours)": (d.p_before - d.p_after)
+                         .groupby(d.task).mean()}).round(3)
+
+
+def high_norm_on_objects(vlm, items, question: str = DESCRIBE) -> tuple[float, str]:
+    """Share of each item's top-n norm image tokens (n = its objects' token count) lying on an
+    object, averaged over ``items``; and a note on the last item's object coverage."""
+    from ..ablation import choose_tokens, image_embedding_norms
+
+    overlap = []
+    for item in items:
+        q = vlm.prepare(item.image, question)
+        on_objects = set()
+        for o in item.objects:
+            on_objects |= set(q.geometry.tokens_for_mask(o.mask).tolist())
+        norms = image_embedding_norms(vlm, q)
+        top = choose_tokens("high-norm", len(on_objects), norms=norms, n_image=len(norms))
+        overlap.append(len(on_objects & set(top.tolist())) / max(len(on_objects), 1))
+    note = f"objects cover {len(on_objects)} of {len(norms)} tokens in the last scene"
+    return float(pd.Series(overlap).mean()), note
+
+
+def table_figures(table: pd.DataFrame) -> dict:
+    """``loss_table`` rows as the notebook summary's dicts, keyed "rule,rings,task": the share
+    lost (``lost``) and its denominator (``denominators``)."""
+    return {"lost": {f"{r.rule},{r.rings},{r.task}": r.lost for r in table.itertuples()},
+            "denominators": {f"{r.rule},{r.rings},{r.task}": r.n_correct_before
+                             for r in table.itertuples()}}
+
+
+# Neo et al. (ICLR 2025), Table 1, LLaVA-1.5 (2nd-hand figures): share of correct
+# identifications lost, per task (generative, polling, VQA)
+_TABLE_1 = {("object", 0): (0.33, 0.15, 0.33), ("object", 1): (0.72, 0.51, 0.87),
+            ("random", 1): (0.02, 0.00, 0.00)}
+PAPER = paper_table([(f"lost[{rule},{rings},{task}]", v, "LLaVA-1.5-7B",
+                      "Neo et al. 2025, Table 1" + (" (40 random tokens of 576)"
+                                                    if rule == "random" else ""))
+                     for (rule, rings), values in _TABLE_1.items()
+                     for task, v in zip(("generative", "polling", "vqa"), values)])
+
+
+def vs_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """This run's shares lost beside Table 1's (``PAPER``): columns quantity, ours, paper,
+    paper_model, source, note (the denominator). ``table``: ``ablation.loss_table(df, by=
+    ("rule", "rings", "task"))``; random tokens here match the object's count."""
+    ours, notes = {}, {}
+    for r in table.itertuples():
+        q = f"lost[{r.rule},{r.rings},{r.task}]"
+        ours[q] = None if pd.isna(r.lost) else round(float(r.lost), 2)
+        notes[q] = f"of {int(r.n_correct_before)} identified right before"
+    return ours_vs_paper(PAPER, ours, notes)

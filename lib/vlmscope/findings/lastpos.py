@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import is_scene, item_id, stored_config
+from ._common import is_scene, item_id, ours_vs_paper, paper_table, stored_config
 
 NAME = "lastpos"
 
@@ -79,3 +79,69 @@ def summarise(df: pd.DataFrame) -> dict:
         if "p_drop_answer" in t:
             out["p_drop_answer[object,all]"] = round(float(row.p_drop_answer), 4)
     return out
+
+
+# --- for notebook 09: one question in detail, the run's table as summary figures ---
+def example(vlm, item) -> tuple[str, str, pd.DataFrame]:
+    """One question of ``item`` (a scene's first object's colour question, or an annotated
+    image's first question as ``run`` asks it) under every cut, in the paper's and the
+    sliding windows: ``(question, answer, rows of lastpos.lastpos_knockout)``."""
+    from ..lastpos import CONDITIONS, OURS, lastpos_knockout, paper_windows, sliding_windows
+    from ..words import answer_ids
+
+    if is_scene(item):
+        o = item.objects[0]
+        o, q, truth = o, f"what color is the {o.shape} ?", o.color
+    else:
+        o, q, truth = record_questions(item)[0]
+    L = vlm.adapter.n_layers
+    p = vlm.prepare(item.image, q)
+    answer = answer_ids(vlm.tokenizer, vlm.chat_text(q), truth)[0]
+    return q, truth, lastpos_knockout(vlm, p, answer, o.mask, {**paper_windows(L),
+                                                               **sliding_windows(L)},
+                                      CONDITIONS + OURS)
+
+
+def table_figures(table: pd.DataFrame) -> dict:
+    """``lastpos.summary_table`` rows as the notebook summary's dicts, keyed "condition,window":
+    relative_accuracy, p_drop (released) and p_drop_answer (ours)."""
+    return {col: {f"{r.condition},{r.window}": getattr(r, col) for r in table.itertuples()}
+            for col in ("relative_accuracy", "p_drop", "p_drop_answer")}
+
+
+# Neo et al. (ICLR 2025), Table 2, LLaVA-1.5 (2nd-hand figures): relative accuracy when the
+# last position is cut from ... in the windows given (layers of 32)
+PAPER = paper_table([
+    ("relative accuracy: object+1 -> last, layers 15-24", 0.82, "LLaVA-1.5-7B",
+     "Neo et al. 2025, Table 2"),
+    ("relative accuracy: object+1 -> last, all layers", 0.67, "LLaVA-1.5-7B",
+     "Neo et al. 2025, Table 2"),
+    ("relative accuracy: object+1 -> last row, all layers", "no effect", "LLaVA-1.5-7B",
+     "Neo et al. 2025, section 5"),
+    ("relative accuracy: rest of the image -> last row, all layers", "no effect", "LLaVA-1.5-7B",
+     "Neo et al. 2025, section 5"),
+    ("relative accuracy: image outside object+1 -> last, all layers", None, "", "released code"),
+    ("relative accuracy: (ours) last image row -> last, all layers", None, "", "ours"),
+    ("relative accuracy: (ours) image but the object -> last, all layers", None, "", "ours"),
+])
+_PAPER_CELLS = dict(zip(PAPER.quantity, [
+    ("object+1", "15-24"), ("object+1", "all"), ("last row: object+1", "all"),
+    ("last row: rest", "all"), ("other image", "all"), ("last row -> last", "all"),
+    ("other image, object only", "all")]))
+
+
+def vs_paper(df: pd.DataFrame) -> pd.DataFrame:
+    """This run's relative accuracies beside the paper's (``PAPER``): columns quantity, ours,
+    paper, paper_model, source, note (the questions counted). ``df``: this finding's rows or
+    their ``lastpos.summary_table``. The windows are the paper's scaled to the model's depth."""
+    from ..lastpos import summary_table
+
+    table = df if "relative_accuracy" in df else (summary_table(df) if len(df) else
+                                                  pd.DataFrame(columns=["condition", "window"]))
+    ours, notes = {}, {}
+    for quantity, (condition, window) in _PAPER_CELLS.items():
+        r = table[(table.condition == condition) & (table.window == window)]
+        if len(r):
+            ours[quantity] = round(float(r.relative_accuracy.iloc[0]), 2)
+            notes[quantity] = f"over {int(r.n_questions.iloc[0])} questions answered right"
+    return ours_vs_paper(PAPER, ours, notes)
