@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
     import vlmscope
     from vlmscope import ablation as A
     from vlmscope.datasets.synthetic import World, _mix
-    from vlmscope.experiments import RunConfig, run_and_load
+    from vlmscope.runner import run
     from vlmscope.judge import IdentityJudge
     from vlmscope.lastpos import summary_table
 
@@ -70,8 +70,8 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
 
     # ---- knockout: identities against exact tuples, by the paper's l
-    _, ko = run_and_load("knockout", vlm, args.model, args.n_knockout, args.seed, args.out,
-                         progress=False)
+    ko = run("knockout", vlm, n=args.n_knockout, seed=args.seed, out=args.out, model_name=args.model,
+             progress=False).df
     curve = ko.groupby(["config", "l"])[["f1", "f1_exact"]].mean().round(3)
     out["knockout"] = {"n_images": args.n_knockout,
                        "f1_identity": {c: curve.loc[c].f1.tolist() for c in curve.index.levels[0]},
@@ -82,15 +82,15 @@ def main(argv=None) -> dict:
         np.mean([bool(IdentityJudge().objects(t)) for t in gen_rows.text]))
 
     # ---- where the answer's information sits: attention fractions of generated rows, probes
-    _, fr = run_and_load("fractions", vlm, args.model, args.n_knockout, args.seed, args.out,
-                         progress=False)
+    fr = run("fractions", vlm, n=args.n_knockout, seed=args.seed, out=args.out, model_name=args.model,
+             progress=False).df
     by = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean().round(3)
     out["fractions_by_layer"] = {k: by[k].tolist() for k in by.columns}
     out["probes"] = probes(vlm)
 
     # ---- ablation (released rules by default)
-    _, ab = run_and_load("ablation", vlm, args.model, args.n_ablation, args.seed, args.out,
-                         cfg=RunConfig(max_new_tokens=48), progress=False)
+    ab = run("ablation", vlm, n=args.n_ablation, seed=args.seed, out=args.out,
+             model_name=args.model, progress=False).df
     one = ab[ab.rings == 1]
     kept = one[one.noise_filter_keep.astype(bool)]
     tables = {}
@@ -141,8 +141,8 @@ def main(argv=None) -> dict:
         float(np.mean(ddof[1])), float(np.mean(ddof[0]))]
 
     # ---- last-position knockout: released and our conditions
-    _, lp = run_and_load("lastpos", vlm, args.model, args.n_lastpos, args.seed, args.out,
-                         progress=False)
+    lp = run("lastpos", vlm, n=args.n_lastpos, seed=args.seed, out=args.out, model_name=args.model,
+             progress=False).df
     t = summary_table(lp)
     t = t[t.window.isin(["0-9", "5-14", "11-20", "15-24", "21-31", "all"])]
     out["lastpos"] = {"n_scenes": args.n_lastpos, "rows": [

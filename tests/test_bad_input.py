@@ -300,12 +300,12 @@ def test_heatmap_config_values_out_of_range(kw, phrase):
 
 
 def test_library_run_refuses_n_and_seed(tiny, tmp_path):
-    from vlmscope.experiments import run_experiment
+    from vlmscope.runner import run
 
     with pytest.raises(ValueError, match="--n must be >= 1, not -1"):
-        run_experiment("fractions", tiny, "tiny", n=-1, seed=0, out=tmp_path, progress=False)
+        run("fractions", tiny, model_name="tiny", n=-1, seed=0, out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="--seed must be >= 0, not -3"):
-        run_experiment("fractions", tiny, "tiny", n=1, seed=-3, out=tmp_path, progress=False)
+        run("fractions", tiny, model_name="tiny", n=1, seed=-3, out=tmp_path, progress=False)
     assert not (tmp_path / "fractions.summary.json").exists()
 
 
@@ -367,26 +367,28 @@ def test_ablation_with_an_empty_object_mask(tiny):
 
 
 def test_sweep_records_a_scene_with_an_empty_mask_as_skipped(tiny, tmp_path, monkeypatch):
-    from vlmscope import experiments
+    from vlmscope.datasets.synthetic import _mix
+    from vlmscope.runner import run
 
     real = World.scene
 
     def scene(self, seed):
         s = real(self, seed)
-        if seed == experiments._mix(7, 1):  # the second scene: its first object's mask is lost
+        if seed == _mix(7, 1):  # the second scene: its first object's mask is lost
             o = s.objects[0]
             empty = SceneObject(o.shape, o.color, o.row, o.col, np.zeros_like(o.mask))
             s = Scene(s.image, (empty, *s.objects[1:]), s.seed)
         return s
 
     monkeypatch.setattr(World, "scene", scene)
-    summary, df = experiments.run_and_load("lens", tiny, "tiny", n=3, seed=7, out=tmp_path,
-                                           progress=False)
+    res = run("lens", tiny, model_name="tiny", n=3, seed=7, out=tmp_path, progress=False)
+    summary, df = res
+    assert list(res.skipped.item) == [1] and "mask is empty" in res.skipped.reason[0]
     assert summary["skipped_scenes"] == 1 and summary["computed"] == 3
     assert summary["scenes"] == 2 and summary["rows"] == len(df)
     assert any("EmptyMaskError" in r and "mask is empty" in r for r in summary["skip_reasons"])
     assert "_skipped" not in df and df.item.nunique() == 2 and 1 not in set(df.item)
-    again, _ = experiments.run_and_load("lens", tiny, "tiny", n=3, seed=7, out=tmp_path, progress=False)
+    again, _ = run("lens", tiny, model_name="tiny", n=3, seed=7, out=tmp_path, progress=False)
     assert again["reused"] == 3 and again["skipped_scenes"] == 1  # the skip is remembered
 
 
@@ -468,21 +470,20 @@ MASK_DAMAGE = [
 
 @pytest.mark.parametrize("damage", [c[1] for c in MASK_DAMAGE], ids=[c[0] for c in MASK_DAMAGE])
 def test_a_damaged_mask_file_makes_its_part_recomputed(damage, tiny, tmp_path):
-    from vlmscope.experiments import run_and_load
-
-    from vlmscope.experiments import RunConfig
+    from vlmscope.findings import heatmaps
+    from vlmscope.runner import run
 
     # a random tiny model gains little over the baseline: accept every position
     hcfg = HeatmapConfig(threshold=-1e9, single_token_ratio=1e9, iterations=1, ig_iter=2, size=4)
-    cfg = RunConfig(max_new_tokens=3)
-    first, df1 = run_and_load("heatmaps", tiny, "tiny", n=2, seed=1, out=tmp_path, cfg=cfg,
-                              progress=False, heatmap=hcfg)
+    cfg = heatmaps.Config(max_new_tokens=3, heatmap=hcfg)
+    first, df1 = run("heatmaps", tiny, model_name="tiny", n=2, seed=1, out=tmp_path, config=cfg,
+                     progress=False)
     masks = sorted((tmp_path / "heatmaps" / "masks").glob("*.safetensors"))
     assert len(masks) == 4 and first["skipped"] == 0
     damage(masks[0])
     with pytest.warns(DamagedPartWarning, match="the file it names"):
-        again, df2 = run_and_load("heatmaps", tiny, "tiny", n=2, seed=1, out=tmp_path, cfg=cfg,
-                                  progress=False, heatmap=hcfg)
+        again, df2 = run("heatmaps", tiny, model_name="tiny", n=2, seed=1, out=tmp_path,
+                         config=cfg, progress=False)
     assert again["computed"] == 1 and again["reused"] == 1 and again["rows"] == len(df2) == 4
     assert masks[0].exists()  # rewritten
     cols = [c for c in df1.columns if c != "seconds"]
@@ -537,7 +538,7 @@ def test_checked_files_refuse_damage_in_body_and_header(tmp_path):
 
 # ------------------------------------------------------ locks and temporaries
 def test_a_second_run_on_a_locked_store_stops_with_a_clear_message(tiny, tmp_path):
-    from vlmscope.experiments import run_and_load
+    from vlmscope.runner import run
 
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; from filelock import FileLock\n"
@@ -548,12 +549,12 @@ def test_a_second_run_on_a_locked_store_stops_with_a_clear_message(tiny, tmp_pat
         (tmp_path / "fractions").mkdir()
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreBusyError, match="another run is using the store"):
-            run_and_load("fractions", tiny, "tiny", n=1, seed=0, out=tmp_path, progress=False)
+            run("fractions", tiny, model_name="tiny", n=1, seed=0, out=tmp_path, progress=False)
         assert not list((tmp_path / "fractions" / "parts").glob("*.parquet"))
     finally:
         holder.kill()
         holder.wait()
-    summary, _ = run_and_load("fractions", tiny, "tiny", n=1, seed=0, out=tmp_path, progress=False)
+    summary, _ = run("fractions", tiny, model_name="tiny", n=1, seed=0, out=tmp_path, progress=False)
     assert summary["computed"] == 1  # the lock died with its holder
 
 
@@ -587,11 +588,12 @@ def test_the_judge_follows_the_data_not_the_name():
 
 
 def test_a_knockout_run_records_the_judge_of_its_data(tiny, tmp_path):
-    from vlmscope.experiments import RunConfig, run_and_load
+    from vlmscope.findings import knockout
+    from vlmscope.runner import run
 
     assert not tiny.name.startswith("organism")  # a model loaded by path: the data decides
-    summary, df = run_and_load("knockout", tiny, tiny.name, n=1, seed=0, out=tmp_path,
-                               cfg=RunConfig(max_new_tokens=2), progress=False)
+    summary, df = run("knockout", tiny, model_name=tiny.name, n=1, seed=0, out=tmp_path,
+                      config=knockout.Config(max_new_tokens=2), progress=False)
     assert summary["judge"] == "identity" and set(df.judge) == {"identity"}  # the paper's rule on synthetic data
 
 
@@ -624,17 +626,18 @@ def test_llm_judge_allows_loopback_https_and_keyless(monkeypatch):
 @pytest.mark.slow
 def test_organism_by_name_and_by_path_give_identical_knockout_rows(tmp_path):
     import vlmscope
-    from vlmscope.experiments import RunConfig, run_and_load
+    from vlmscope.findings import knockout
+    from vlmscope.runner import run
 
     path = ROOT / "data" / "organism" / "organism-vit-m"
     if not (path / "model.safetensors").exists():
         pytest.skip("the bundled organism is missing")
-    cfg = RunConfig(max_new_tokens=24)
+    cfg = knockout.Config(max_new_tokens=24)
     frames = {}
     for how, model in (("name", "organism-vit-m"), ("path", str(path))):
         vlm = vlmscope.load(model, device="cpu")
-        summary, df = run_and_load("knockout", vlm, model, n=2, seed=3, out=tmp_path / how, cfg=cfg,
-                                   progress=False)
+        summary, df = run("knockout", vlm, model_name=model, n=2, seed=3, out=tmp_path / how,
+                          config=cfg, progress=False)
         assert summary["judge"] == "identity"
         frames[how] = (df.drop(columns=["model", "_key"])  # parts are keyed by the model's name
                        .sort_values(["item", "config", "start"]).reset_index(drop=True))
@@ -661,7 +664,8 @@ def _rows(out):
 @pytest.mark.slow
 def test_a_sweep_killed_after_k_parts_resumes_to_the_same_rows(tiny, tiny_dir, tmp_path):
     """A CLI sweep killed with SIGKILL after k parts; resumed; compared with an uninterrupted run."""
-    from vlmscope.experiments import RunConfig, run_and_load
+    from vlmscope.findings import fractions
+    from vlmscope.runner import run
 
     n, k = 8, 2
     parts = tmp_path / "killed" / "fractions" / "parts"
@@ -673,14 +677,14 @@ def test_a_sweep_killed_after_k_parts_resumes_to_the_same_rows(tiny, tiny_dir, t
     victim.wait()
     done_at_kill = len(list(parts.glob("*.parquet")))
     assert k <= done_at_kill < n
-    cfg = RunConfig(max_new_tokens=3)  # what the CLI's --max-new-tokens 3 builds
-    resumed, df_resumed = run_and_load("fractions", tiny, str(tiny_dir), n, 2, tmp_path / "killed",
-                                       cfg, progress=False)
+    cfg = fractions.Config(max_new_tokens=3)  # what the CLI's --max-new-tokens 3 builds
+    resumed, df_resumed = run("fractions", tiny, model_name=str(tiny_dir), n=n, seed=2,
+                              out=tmp_path / "killed", config=cfg, progress=False)
     assert resumed["reused"] == done_at_kill and resumed["computed"] == n - done_at_kill
     assert resumed["rows"] == len(df_resumed) == len(_rows(tmp_path / "killed"))
     assert not list(parts.glob(".*.tmp"))
-    whole, _ = run_and_load("fractions", tiny, str(tiny_dir), n, 2, tmp_path / "whole", cfg,
-                            progress=False)
+    whole, _ = run("fractions", tiny, model_name=str(tiny_dir), n=n, seed=2, out=tmp_path / "whole",
+                   config=cfg, progress=False)
     assert whole["computed"] == n
     pd.testing.assert_frame_equal(_rows(tmp_path / "whole"), _rows(tmp_path / "killed"),
                                   check_exact=True)
@@ -691,17 +695,19 @@ TIMING = {"seconds"}
 
 @pytest.mark.slow
 def test_two_runs_are_bitwise_equal_except_timing(tiny, tmp_path):
-    from vlmscope.experiments import RunConfig, run_and_load
+    from vlmscope import findings
+    from vlmscope.runner import run
 
     hcfg = HeatmapConfig(threshold=-1e9, single_token_ratio=1e9, iterations=1, ig_iter=2, size=4)
-    cfg = RunConfig(max_new_tokens=3)
+    cfg = {"heatmaps": findings.heatmaps.Config(max_new_tokens=3, heatmap=hcfg),
+           "knockout": findings.knockout.Config(max_new_tokens=3),
+           "ablation": findings.ablation.Config(max_new_tokens=3)}
     got = {}
-    for run in ("a", "b"):
+    for which in ("a", "b"):
         for name in ("heatmaps", "knockout", "ablation"):
-            _, df = run_and_load(name, tiny, "tiny", n=1 if name == "ablation" else 2, seed=11,
-                                 out=tmp_path / run, cfg=cfg,
-                                 progress=False, heatmap=hcfg)
-            got[run, name] = df.drop(columns=[c for c in df.columns if c in TIMING])
+            _, df = run(name, tiny, model_name="tiny", n=1 if name == "ablation" else 2, seed=11,
+                        out=tmp_path / which, config=cfg[name], progress=False)
+            got[which, name] = df.drop(columns=[c for c in df.columns if c in TIMING])
     for name in ("heatmaps", "knockout", "ablation"):
         a, b = got["a", name], got["b", name]
         assert len(a) > 0

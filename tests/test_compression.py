@@ -232,11 +232,12 @@ def test_compress_scene_rows(tiny, scene):
 
 def test_run_and_cli(tiny, tiny_dir, tmp_path, capsys):
     from vlmscope.cli import main
-    from vlmscope.experiments import RunConfig, run_experiment
+    from vlmscope.findings import compression
+    from vlmscope.runner import run
 
-    cfg = RunConfig(max_new_tokens=3)
-    first = run_experiment("compression", tiny, str(tiny_dir), n=1, seed=2, out=tmp_path, cfg=cfg,
-                           progress=False)
+    cfg = compression.Config(max_new_tokens=3)
+    first = run("compression", tiny, model_name=str(tiny_dir), n=1, seed=2, out=tmp_path,
+                config=cfg, progress=False).summary
     assert first["computed"] == 1 and first["rows"] == 10
     assert {"acc[both@0.05]", "acc_plus[both@0.05]", "acc[full]", "acc[direct]"} <= set(first)
     assert math.isclose(first["compression[full]"], 1.0)

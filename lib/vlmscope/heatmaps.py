@@ -1019,7 +1019,8 @@ def compare_configs(vlm, prepared, selection: Selection, configs: dict, target=N
             row.update({f"{m}": v for m, v in plausibility(hm.importance(), target).items()
                         if m != "area"})
         if faithful:
-            f = faithfulness(vlm, prepared, selection, hm.mask, config=configs[base])
+            f = faithfulness(vlm, prepared, selection, hm.mask, batch=configs[base].batch,
+                             config=configs[base])
             row.update(deletion=f.deletion, insertion=f.insertion)
         rows.append(row)
     return pd.DataFrame(rows).set_index("config")

@@ -16,7 +16,7 @@ runs, on ``n`` fresh synthetic scenes and "describe the image":
 - held-out accuracy (``organism.evaluate``), since the measurements only mean
   something for a model that answers.
 
-Knockout, lens and fractions go through ``experiments.run_and_load`` (their
+Knockout, lens and fractions go through ``runner.run`` (their
 parts are stored under ``store`` and reused on a re-run); the ablation calls
 ``ablation.ablate_scene`` with the two cheap token rules (the integrated-
 gradients and high-norm baselines are left to ``vlmscope run ablation``).
@@ -61,12 +61,12 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
             eval_n: int = 50, ablation_n: int | None = None, progress: bool = False) -> dict:
     """Measure one model; return the table row (JSON-ready).
 
-    ``store``: folder for the experiments' stored parts (a temporary folder when
+    ``store``: folder for the findings' stored parts (a temporary folder when
     None). ``ablation_n``: scenes for the ablation (default ``n``; 0 skips it).
     """
     import tempfile
 
-    from ..experiments import RunConfig, run_and_load
+    from ..runner import run
     from . import evaluate
 
     if n < 1:
@@ -80,15 +80,16 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
     row: dict = {"model": model_name, "n_scenes": n, "seed": seed, "n_layers": L}
     row["accuracy"] = evaluate(vlm, n=eval_n, seed=12345) if eval_n else None
 
-    cfg = RunConfig()
-    _, ko = run_and_load("knockout", vlm, model_name, n, seed, store, cfg, progress)
+    ko = run("knockout", vlm, n=n, seed=seed, out=store, model_name=model_name,
+             progress=progress).df
     curve = ko.groupby(["config", "start"]).f1.mean()
     row["knockout_f1_all_layers"] = {c: _r(curve[c, 0]) for c in ko.config.unique()}
     row["knockout_start_curve"] = {c: [_r(curve[c, s]) for s in range(L + 1)]
                                    for c in ko.config.unique()}
     row["knockout_description_f1_none_cut"] = _r(ko[ko.start == L].f1.mean())
 
-    _, lens = run_and_load("lens", vlm, model_name, n, seed, store, cfg, progress)
+    lens = run("lens", vlm, n=n, seed=seed, out=store, model_name=model_name,
+               progress=progress).df
     obj = lens[lens.rings == 0].groupby("layer")[["share", "share_color", "share_shape"]].mean()
     row["lens_share_by_layer"] = [_r(v) for v in obj.share]
     row["lens_share_color_by_layer"] = [_r(v) for v in obj.share_color]
@@ -96,7 +97,8 @@ def measure(vlm, model_name: str, n: int = 8, seed: int = 4242, store: str | Pat
     row["lens_best_layer"] = int(obj.share.idxmax())
     row["lens_best_share"] = _r(obj.share.max())
 
-    _, fr = run_and_load("fractions", vlm, model_name, n, seed, store, cfg, progress)
+    fr = run("fractions", vlm, n=n, seed=seed, out=store, model_name=model_name,
+             progress=progress).df
     by = fr.groupby("layer")[["image", "query", "query_no_bos", "generated"]].mean()
     row["fractions_by_layer"] = {k: [_r(v) for v in by[k]] for k in by.columns}
     row["fractions_peak_image_layer"] = int(by.image.idxmax())

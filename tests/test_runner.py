@@ -1,4 +1,4 @@
-"""python -m vlmscope run ...: parquet parts, one-line JSON, reuse on re-run."""
+"""runner.run and python -m vlmscope run ...: parquet parts, one-line JSON, reuse on re-run."""
 
 import dataclasses
 import json
@@ -8,12 +8,24 @@ import sys
 import pandas as pd
 import pytest
 
-from vlmscope.experiments import RunConfig, run_experiment
+from vlmscope import findings
+from vlmscope.runner import run
+
+
+def config(name, **kw):
+    """The finding's Config with those of ``kw`` it has (lens and lastpos have no answer length)."""
+    have = {f.name for f in dataclasses.fields(findings.get(name).Config)}
+    return findings.get(name).Config(**{k: v for k, v in kw.items() if k in have})
+
+
+def run_experiment(name, vlm, model_name, n, seed, out, cfg, progress=False):
+    return run(name, vlm, model_name=model_name, n=n, seed=seed, out=out, config=cfg,
+               progress=progress).summary
 
 
 @pytest.mark.parametrize("name", ["fractions", "maps", "knockout", "ablation", "lens", "lastpos"])
 def test_run_is_resumable(tiny, tiny_dir, tmp_path, name):
-    cfg = RunConfig(max_new_tokens=4)
+    cfg = config(name, max_new_tokens=4)
     first = run_experiment(name, tiny, str(tiny_dir), n=2, seed=3, out=tmp_path, cfg=cfg,
                            progress=False)
     assert first["computed"] == 2
@@ -42,11 +54,11 @@ def test_cli_run_prints_one_json_line(tiny_dir, tmp_path):
 def test_heatmaps_run_scores_maps_saves_masks_and_resumes(tiny, tiny_dir, tmp_path):
     from vlmscope.heatmaps import Heatmap, HeatmapConfig
 
-    cfg = RunConfig(max_new_tokens=3)
     # a random tiny model gains little over the baseline: accept every position
     hcfg = HeatmapConfig(threshold=-1e9, single_token_ratio=1e9, iterations=1, ig_iter=2, size=4)
+    cfg = findings.heatmaps.Config(max_new_tokens=3, heatmap=hcfg)
     first = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path, cfg=cfg,
-                           progress=False, heatmap=hcfg)
+                           progress=False)
     assert first["computed"] == 2 and first["questions"] == 4 and first["skipped"] == 0
     df = pd.concat(pd.read_parquet(p) for p in (tmp_path / "heatmaps" / "parts").glob("*.parquet"))
     assert sorted(df.kind) == ["color", "color", "where", "where"]
@@ -57,14 +69,17 @@ def test_heatmaps_run_scores_maps_saves_masks_and_resumes(tiny, tiny_dir, tmp_pa
         hm = Heatmap.load(tmp_path / "heatmaps" / "masks" / name)
         assert hm.mask.shape == (4, 4) and hm.config == hcfg
     again = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path, cfg=cfg,
-                           progress=False, heatmap=hcfg)
+                           progress=False)
     assert again["computed"] == 0 and again["reused"] == 2
     # resumed with another batch (say, after running out of memory): the same heatmaps, reused
-    smaller = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path, cfg=cfg,
-                             progress=False, heatmap=dataclasses.replace(hcfg, batch=1))
+    smaller = run_experiment("heatmaps", tiny, "tiny", n=2, seed=5, out=tmp_path,
+                             cfg=dataclasses.replace(cfg, heatmap=dataclasses.replace(hcfg, batch=1)),
+                             progress=False)
     assert smaller["computed"] == 0 and smaller["reused"] == 2
-    other = run_experiment("heatmaps", tiny, "tiny", n=1, seed=5, out=tmp_path, cfg=cfg,
-                           progress=False, heatmap=HeatmapConfig(iterations=1, ig_iter=2, size=4))
+    other = run_experiment("heatmaps", tiny, "tiny", n=1, seed=5, out=tmp_path,
+                           cfg=dataclasses.replace(cfg, heatmap=HeatmapConfig(iterations=1, ig_iter=2,
+                                                                              size=4)),
+                           progress=False)
     assert other["computed"] == 1  # another heatmap config is another key
     # default threshold on a random model: samples are skipped with a reason, not dropped
     assert other["questions"] == 2
@@ -78,7 +93,7 @@ def test_benchmark_heatmaps_on_a_local_cvbench_copy(tiny, tmp_path):
     import pyarrow.parquet as pq
     from test_benchmark_datasets import CV_SCHEMA, cv_rows
 
-    from vlmscope.experiments import run_benchmark_heatmaps
+    from vlmscope.runner import run_benchmark
     from vlmscope.heatmaps import HeatmapConfig
 
     root = tmp_path / "CV-Bench"
@@ -97,8 +112,8 @@ def test_benchmark_heatmaps_on_a_local_cvbench_copy(tiny, tmp_path):
         r["image"] = {"bytes": buf.getvalue(), "path": None}
     pq.write_table(pa.Table.from_pylist(rows, schema=CV_SCHEMA), root / "test_2d.parquet")
     hcfg = HeatmapConfig(threshold=-1e9, single_token_ratio=1e9, iterations=1, ig_iter=2, size=4)
-    summary, df = run_benchmark_heatmaps(tiny, "tiny", "cv-bench", root, tmp_path / "out",
-                                         heatmap=hcfg, max_new_tokens=3, progress=False)
+    summary, df = run_benchmark(tiny, "tiny", "cv-bench", root, tmp_path / "out",
+                                heatmap=hcfg, max_new_tokens=3, progress=False)
     assert summary["n"] == 3 and summary["computed"] == 3 and summary["skipped"] == 1
     by = df.set_index("id")
     assert by.loc["cv-bench/0", "skipped"].startswith("image:")  # recorded, the sweep went on
@@ -107,8 +122,8 @@ def test_benchmark_heatmaps_on_a_local_cvbench_copy(tiny, tmp_path):
         assert by.loc[i, "skipped"] == "" and 0 <= by.loc[i, "igos_mass"] <= 1
         assert by.loc[i, "deletion"] == by.loc[i, "deletion"]  # not NaN
     assert by.loc["cv-bench/1", "area"] == pytest.approx((20 - 6) * (30 - 6) / (50 * 40))
-    again, _ = run_benchmark_heatmaps(tiny, "tiny", "cv-bench", root, tmp_path / "out",
-                                      heatmap=hcfg, max_new_tokens=3, progress=False)
+    again, _ = run_benchmark(tiny, "tiny", "cv-bench", root, tmp_path / "out",
+                             heatmap=hcfg, max_new_tokens=3, progress=False)
     assert again["computed"] == 0 and again["reused"] == 3
 
 
@@ -134,7 +149,7 @@ def test_cli_heatmaps_run_resumes_with_another_batch(tiny_dir, tmp_path):
 
 
 def test_ablation_run_caches_its_mean_vector(tiny, tmp_path):
-    cfg = RunConfig(max_new_tokens=3)
+    cfg = findings.ablation.Config(max_new_tokens=3)
     run_experiment("ablation", tiny, "tiny", n=1, seed=2, out=tmp_path, cfg=cfg, progress=False)
     cache = tmp_path / "ablation" / "mean-2.safetensors"
     assert cache.is_file()
@@ -148,8 +163,6 @@ def test_ablation_run_caches_its_mean_vector(tiny, tmp_path):
 
 
 def test_ablation_summary_is_per_task_on_the_noise_filtered_objects():
-    from vlmscope.experiments import summarise
-
     rows = []
     # object a passes the filter, object b does not (its rows must not count)
     for obj, keep in (("a", True), ("b", False)):
@@ -158,7 +171,7 @@ def test_ablation_summary_is_per_task_on_the_noise_filtered_objects():
             rows.append({"_key": "k", "object": obj, "noise_filter_keep": keep, "rings": 1,
                          "rule": "object", "task": task, "n_tokens": 4,
                          "correct_before": before, "correct_after": after})
-    s = summarise("ablation", pd.DataFrame(rows))
+    s = findings.ablation.summarise(pd.DataFrame(rows))
     assert s["noise_filter_kept"] == "1 of 2"
     # by hand, object a only: generative 1 of 1 lost, polling 0 of 1, vqa 1 of 1; pooled 2 of 3
     assert (s["lost[object,+1,generative]"], s["lost[object,+1,polling]"],
@@ -167,9 +180,7 @@ def test_ablation_summary_is_per_task_on_the_noise_filtered_objects():
 
 
 def test_knockout_summary_uses_the_papers_l():
-    from vlmscope.experiments import summarise
-
     df = pd.DataFrame({"config": ["img->gen"] * 3, "start": [0, 0, 1], "l": [-1, -1, 0],
                        "f1": [0.5, 1.0, 0.0], "f1_exact": [0.0, 0.5, 0.0]})
-    s = summarise("knockout", df)
+    s = findings.knockout.summarise(df)
     assert s == {"f1[img->gen,l=-1]": 0.75, "f1_exact[img->gen,l=-1]": 0.25}
