@@ -150,7 +150,7 @@ out = write_summary(figures / "07_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "mean_vector": mean.provenance(),
     "noise_filter": use_noise_filter, "high_norm_on_objects": high_norm_on_objects,
     **finding.table_figures(table)}, nonsense)
-finding.vs_paper(table)
+finding.vs_paper(result.df)
 
 # %% [markdown]
 # ## What to take away

@@ -117,7 +117,7 @@ table.to_parquet(figures / "09_lastpos.parquet")
 write_summary(figures / "09_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "n_layers": L,
     "windows": {k: list(v) for k, v in windows.items()}, **finding.table_figures(table)}, nonsense)
-finding.vs_paper(table)
+finding.vs_paper(result.df)
 
 # %% [markdown]
 # ## What to take away

@@ -7,38 +7,27 @@ import pytest
 from vlmscope.findings import ablation, heatmaps, lastpos, lens
 
 
-def test_lastpos_vs_paper_puts_each_relative_accuracy_beside_the_papers():
+def test_lastpos_table_figures_key_each_cell_by_condition_and_window():
     table = pd.DataFrame({"condition": ["object+1", "object+1", "last row: rest"],
                           "window": ["15-24", "all", "all"], "relative_accuracy": [0.5, 0.25, 1.0],
                           "n_questions": [4, 4, 4], "p_drop": 0.1, "p_drop_answer": 0.2})
-    t = lastpos.vs_paper(table).set_index("quantity")
-    assert list(t.columns[:3]) == ["ours", "paper", "paper_model"]
-    assert t.loc["relative accuracy: object+1 -> last, layers 15-24", ["ours", "paper"]].tolist() == [0.5, 0.82]
-    assert t.loc["relative accuracy: object+1 -> last, all layers", "paper"] == 0.67
-    assert t.loc["relative accuracy: rest of the image -> last row, all layers", "ours"] == 1.0
-    assert pd.isna(t.loc["relative accuracy: (ours) last image row -> last, all layers", "ours"])
-    assert lastpos.table_figures(table)["p_drop"] == {"object+1,15-24": 0.1, "object+1,all": 0.1,
-                                                      "last row: rest,all": 0.1}
+    figs = lastpos.table_figures(table)
+    assert figs["relative_accuracy"] == {"object+1,15-24": 0.5, "object+1,all": 0.25,
+                                         "last row: rest,all": 1.0}
+    assert figs["p_drop_answer"]["object+1,all"] == 0.2
 
 
-def test_lens_vs_paper_reports_the_best_layer_of_the_objects_own_patches():
+def test_lens_per_layer_averages_the_shares_a_run_has():
     df = pd.DataFrame({"object": "a", "rings": [0, 0, 0, 1, 1, 1], "layer": [0, 1, 2] * 2,
                        "share": [0.1, 0.4, 0.2, 0.9, 0.9, 0.9], "share_color": 0.0,
                        "share_shape": 0.0})
-    t = lens.vs_paper(df)
-    best = t[t.quantity == "object patches reading as the name, best layer"]
-    assert best.ours.tolist() == [0.4, 0.4] and best.paper.tolist() == [0.237, 0.065]
-    assert t[t.quantity == "best layer"].ours.item() == "1 of 3 layers"
     np.testing.assert_allclose(lens.per_layer(df).loc[0].share, [0.1, 0.4, 0.2])
+    assert list(lens.per_layer(df.drop(columns=["share_color", "share_shape"]))) == ["share"]
 
 
-def test_ablation_vs_paper_and_summary_figures_follow_the_loss_table():
+def test_ablation_summary_figures_and_paper_shape_follow_the_loss_table():
     table = pd.DataFrame({"rule": ["object", "random"], "rings": [1, 1], "task": ["vqa", "vqa"],
                           "lost": [0.75, 0.0], "n_correct_before": [4, 4], "n_tokens": [9.0, 9.0]})
-    t = ablation.vs_paper(table).set_index("quantity")
-    assert t.loc["lost[object,1,vqa]", ["ours", "paper"]].tolist() == [0.75, 0.87]
-    assert t.loc["lost[random,1,vqa]", "note"] == "of 4 identified right before"
-    assert pd.isna(t.loc["lost[object,0,vqa]", "ours"])  # not in this table
     figs = ablation.table_figures(table)
     assert figs == {"lost": {"object,1,vqa": 0.75, "random,1,vqa": 0.0},
                     "denominators": {"object,1,vqa": 4, "random,1,vqa": 4}}

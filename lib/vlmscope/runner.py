@@ -7,7 +7,8 @@ with ``annotations.json`` or of a local COCO copy (``images=``, through
 ``datasets.folder.load_images``). Each item's rows go to their own
 checksummed parquet part in ``RunStore(out/<finding>)``, keyed by the
 finding, the model, the finding's configuration and the item's id (a
-scene's seed, an image's file name), so a re-run with the same arguments
+scene's seed, an image's file name; the rows carry it as ``scene_seed`` or
+``image_file``), so a re-run with the same arguments
 reuses finished parts and an interrupted run loses at most the item it was
 on. The store's lock is held throughout. An item that cannot be analysed
 (an empty object mask, an unreadable image, a prompt over the model's
@@ -166,7 +167,7 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
                 df = finding.run(vlm, it, cfg, **{k: v for k, v in kw.items() if k in takes})
             except _skippable() as e:
                 df = pd.DataFrame({"_skipped": [f"{type(e).__name__}: {e}"]})
-            meta = {"scene_seed": ids[i]} if is_scene(it) else {"image": str(ids[i])}
+            meta = {"scene_seed": ids[i]} if is_scene(it) else {"image_file": str(ids[i])}
             store.put(key, df, files=_part_files(df, store.root / "masks"), model=model_name,
                       **meta, item=i)
 

@@ -67,9 +67,10 @@ def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) ->
                      "paper_model": r.paper_model, "source": r.source,
                      "note": notes.get(r.quantity, "" if value is not None else "not measured in "
                                        "this run")})
-    return pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"])
+    return pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"],
+                        dtype=object)
 
 
 def paper_table(rows) -> pd.DataFrame:
     """``PAPER`` from ``(quantity, paper, paper_model, source)`` tuples."""
-    return pd.DataFrame(list(rows), columns=["quantity", "paper", "paper_model", "source"])
+    return pd.DataFrame(list(rows), columns=["quantity", "paper", "paper_model", "source"], dtype=object)

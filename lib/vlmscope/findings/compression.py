@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "compression"
 
@@ -58,3 +58,33 @@ def summarise(df: pd.DataFrame) -> dict:
         out[f"acc_plus[{tag}]"] = round(float(r.acc_plus), 4)
         out[f"compression[{tag}]"] = round(float(r.compression), 2)
     return out
+
+
+def _paper() -> pd.DataFrame:
+    from ..compression import PAPER as P  # the numbers, written once, beside the method
+
+    src = "Kaduri et al., CVPR 2025, MME tables (shared/REFERENCES.md B4)"
+    model = f"{P['model']} ({P['benchmark']})"
+    return paper_table([
+        (f"relative[both@{P['k_frac']:g}]", P["relative_performance"], model, src),
+        (f"compression[both@{P['k_frac']:g}]", P["token_reduction"], model, src),
+    ])
+
+
+PAPER = _paper()
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Kept performance (ACC at K over the full context's ACC) and token reduction at the
+    paper's K, beside the paper's."""
+    from ..compression import PAPER as P
+
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    tag = f"both@{P['k_frac']:g}"
+    acc, full = s.get(f"acc[{tag}]"), s.get("acc[full]")
+    ours = {f"relative[{tag}]": round(acc / full, 4) if acc is not None and full else None,
+            f"compression[{tag}]": s.get(f"compression[{tag}]")}
+    notes = {f"relative[{tag}]": "ACC kept / ACC of the full context (None when the full ACC is 0)",
+             f"compression[{tag}]": "full tokens / kept tokens; depends on the model's image "
+                                    "token count"}
+    return ours_vs_paper(PAPER, ours, notes)

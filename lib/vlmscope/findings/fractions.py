@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, option, stored_config
+from ._common import DESCRIBE, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "fractions"
 
@@ -40,3 +40,23 @@ def summarise(df: pd.DataFrame) -> dict:
     return {"image_mean": round(float(by.image.mean()), 4),
             "query_mean": round(float(by["query"].mean()), 4),
             "peak_image_layer": int(by.image.idxmax())}
+
+
+KADURI = "Kaduri et al., CVPR 2025, Fig. 1 (shared/REFERENCES.md B)"
+PAPER = paper_table([
+    ("image_mean", "small: below the image's share of the sequence", "InternVL2-76B, LLaVA-1.5-7B",
+     KADURI),
+    ("peak_image_layer", "middle layers", "InternVL2-76B, LLaVA-1.5-7B", KADURI),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our figures beside the paper's (a run's rows or its summary). The paper gives curves,
+    not numbers: the note says what to compare."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"image_mean": s.get("image_mean"), "peak_image_layer": s.get("peak_image_layer")}
+    notes = {"image_mean": "mean share of generated tokens' attention on the image, over layers"}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        notes["peak_image_layer"] = f"layer index of {L} layers"
+    return ours_vs_paper(PAPER, ours, notes)

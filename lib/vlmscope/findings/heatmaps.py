@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..heatmaps import HeatmapConfig
-from ._common import is_scene, option, stored_config
+from ._common import is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "heatmaps"
 
@@ -216,6 +216,37 @@ def summarise(df: pd.DataFrame) -> dict:
         out["deletion"] = round(float(faith.deletion.mean()), 4)
         out["insertion"] = round(float(faith.insertion.mean()), 4)
     return out
+
+
+XING = "Xing et al. 2025, arXiv 2503.13891 (shared/REFERENCES.md A4)"
+PAPER = paper_table([
+    ("mass[igos] right vs wrong", "focus plausibility does not always go with correctness",
+     "LLaVA-1.5, LLaVA-OneVision, Cambrian, Mini-Gemini", XING),
+    ("mass[igos] vs mass[random]", "iGOS+ maps focus on the relevant region",
+     "LLaVA-1.5, LLaVA-OneVision, Cambrian, Mini-Gemini", XING),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Mass in the object's mask for right and wrong answers, and against the random map."""
+    ours, notes = {}, {}
+    if isinstance(data, pd.DataFrame):
+        ok = data[(data.skipped == "")] if "skipped" in data else data
+        ok = ok.dropna(subset=["igos_mass"]) if "igos_mass" in ok else ok.iloc[:0]
+        if len(ok):
+            by = ok.groupby("correct").igos_mass
+            mean, n = by.mean(), by.size()
+            part = [f"{'right' if k else 'wrong'} {mean[k]:.2f} (n={n[k]})" for k in (True, False)
+                    if k in mean.index]
+            ours["mass[igos] right vs wrong"] = "; ".join(part)
+        s = summarise(data)
+    else:
+        s = dict(data)
+        notes["mass[igos] right vs wrong"] = "needs the run's rows, not its summary"
+    if s.get("mass[igos]") is not None:
+        ours["mass[igos] vs mass[random]"] = (f"{s['mass[igos]']:.2f} vs "
+                                              f"{s.get('mass[random]', float('nan')):.2f}")
+    return ours_vs_paper(PAPER, ours, notes)
 
 
 # --- for notebook 06: the heatmaps finding over several models, maps averaged over noise seeds ---

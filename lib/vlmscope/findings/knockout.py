@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "knockout"
 
@@ -59,3 +59,32 @@ def summarise(df: pd.DataFrame) -> dict:
 def notes(df: pd.DataFrame) -> dict:
     """What the run's summary adds: the judges the rows were judged by."""
     return {"judge": ",".join(sorted(set(df.judge)))} if "judge" in df else {}
+
+
+KADURI = "Kaduri et al., CVPR 2025, Sec. 4 (shared/REFERENCES.md B2)"
+PAPER = paper_table([
+    ("f1[img->gen,l=-1]", 0.4, "LLaVA-1.5-7B", KADURI),
+    ("f1[img->txt,l=-1]", "collapses (near 0)", "LLaVA-1.5-7B", KADURI),
+    ("f1[img->txt+gen,l=-1]", "near 0", "LLaVA-1.5-7B", KADURI),
+    ("first_l_with_f1_0.9[img->txt]", "middle layers (about 4-20 of 32; about 25% of layers)",
+     "LLaVA-1.5-7B", KADURI),
+])
+
+
+def recovery(df: pd.DataFrame, config: str, level: float = 0.9) -> int | None:
+    """The first l (the paper's numbering) whose mean F1 reaches ``level`` for ``config``."""
+    curve = df[df.config == config].groupby("l").f1.mean()
+    hit = curve[curve >= level]
+    return int(hit.index.min()) if len(hit) else None
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our object F1 (the paper's judge: object identities) beside the paper's."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {q: s.get(q) for q in PAPER.quantity if q.startswith("f1[")}
+    notes = {q: "identities (the paper's rule); exact tuples in f1_exact" for q in ours}
+    if isinstance(data, pd.DataFrame) and len(data):
+        ours["first_l_with_f1_0.9[img->txt]"] = recovery(data, "img->txt")
+        L = int(data.n_layers.iloc[0])
+        notes["first_l_with_f1_0.9[img->txt]"] = f"l of -1..{L - 1} (l = -1 cuts every layer)"
+    return ours_vs_paper(PAPER, ours, notes)

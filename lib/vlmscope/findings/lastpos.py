@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import is_scene, item_id, ours_vs_paper, paper_table, stored_config
+from ._common import is_scene, item_id, stored_config, ours_vs_paper, paper_table
 
 NAME = "lastpos"
 
@@ -81,6 +81,33 @@ def summarise(df: pd.DataFrame) -> dict:
     return out
 
 
+NEO = "Neo et al., ICLR 2025, Table 2 (2nd-hand; shared/REFERENCES.md C3)"
+PAPER = paper_table([
+    ("relative_accuracy[object+1,15-24]", 0.82, "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[object+1,all]", 0.67, "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[last row: object+1,all]", "no effect", "LLaVA-1.5-7B", NEO),
+    ("relative_accuracy[last row: rest,all]", "no effect", "LLaVA-1.5-7B", NEO),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Relative accuracy under the paper's cuts (its 15-24 window scaled to the model's depth:
+    ``lastpos.paper_windows``). From a summary only the all-layer cuts are known."""
+    ours, notes = {}, {}
+    if isinstance(data, pd.DataFrame):
+        from ..lastpos import summary_table
+
+        if len(data):
+            t = summary_table(data)
+            for r in t.itertuples():
+                q = f"relative_accuracy[{r.condition},{r.window}]"
+                ours[q] = round(float(r.relative_accuracy), 4)
+                notes[q] = f"n={int(r.n_questions)} questions right without knockout"
+    else:
+        ours = {q: data.get(q) for q in PAPER.quantity}
+    return ours_vs_paper(PAPER, ours, notes)
+
+
 # --- for notebook 09: one question in detail, the run's table as summary figures ---
 def example(vlm, item) -> tuple[str, str, pd.DataFrame]:
     """One question of ``item`` (a scene's first object's colour question, or an annotated
@@ -108,40 +135,3 @@ def table_figures(table: pd.DataFrame) -> dict:
     return {col: {f"{r.condition},{r.window}": getattr(r, col) for r in table.itertuples()}
             for col in ("relative_accuracy", "p_drop", "p_drop_answer")}
 
-
-# Neo et al. (ICLR 2025), Table 2, LLaVA-1.5 (2nd-hand figures): relative accuracy when the
-# last position is cut from ... in the windows given (layers of 32)
-PAPER = paper_table([
-    ("relative accuracy: object+1 -> last, layers 15-24", 0.82, "LLaVA-1.5-7B",
-     "Neo et al. 2025, Table 2"),
-    ("relative accuracy: object+1 -> last, all layers", 0.67, "LLaVA-1.5-7B",
-     "Neo et al. 2025, Table 2"),
-    ("relative accuracy: object+1 -> last row, all layers", "no effect", "LLaVA-1.5-7B",
-     "Neo et al. 2025, section 5"),
-    ("relative accuracy: rest of the image -> last row, all layers", "no effect", "LLaVA-1.5-7B",
-     "Neo et al. 2025, section 5"),
-    ("relative accuracy: image outside object+1 -> last, all layers", None, "", "released code"),
-    ("relative accuracy: (ours) last image row -> last, all layers", None, "", "ours"),
-    ("relative accuracy: (ours) image but the object -> last, all layers", None, "", "ours"),
-])
-_PAPER_CELLS = dict(zip(PAPER.quantity, [
-    ("object+1", "15-24"), ("object+1", "all"), ("last row: object+1", "all"),
-    ("last row: rest", "all"), ("other image", "all"), ("last row -> last", "all"),
-    ("other image, object only", "all")]))
-
-
-def vs_paper(df: pd.DataFrame) -> pd.DataFrame:
-    """This run's relative accuracies beside the paper's (``PAPER``): columns quantity, ours,
-    paper, paper_model, source, note (the questions counted). ``df``: this finding's rows or
-    their ``lastpos.summary_table``. The windows are the paper's scaled to the model's depth."""
-    from ..lastpos import summary_table
-
-    table = df if "relative_accuracy" in df else (summary_table(df) if len(df) else
-                                                  pd.DataFrame(columns=["condition", "window"]))
-    ours, notes = {}, {}
-    for quantity, (condition, window) in _PAPER_CELLS.items():
-        r = table[(table.condition == condition) & (table.window == window)]
-        if len(r):
-            ours[quantity] = round(float(r.relative_accuracy.iloc[0]), 2)
-            notes[quantity] = f"over {int(r.n_questions.iloc[0])} questions answered right"
-    return ours_vs_paper(PAPER, ours, notes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, ours_vs_paper, paper_table, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "lens"
 
@@ -74,6 +74,28 @@ def summarise(df: pd.DataFrame) -> dict:
         return {}
     by = df[df.rings == 0].groupby("layer").share.mean()
     return {"best_layer": int(by.idxmax()), "best_share": round(float(by.max()), 4)}
+
+
+NEO = "Neo et al., ICLR 2025 (2nd-hand; shared/REFERENCES.md C2)"
+PAPER = paper_table([
+    ("best_share", 0.237, "LLaVA-1.5-7B", NEO),
+    ("best_share", 0.065, "Qwen2-VL-2B", NEO),
+    ("best_layer_fraction", round(26 / 33, 2), "LLaVA-1.5-7B", NEO),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """The best layer's share of object patches read as the object's name, and where that layer
+    sits (hidden-state index over hidden states, embeddings counted, as the paper counts)."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"best_share": s.get("best_share")}
+    notes = {"best_share": "rings 0; named by its colour or shape word (a synthetic object) or a "
+                           "single-token word of its name (an annotated one)"}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
+        notes["best_layer_fraction"] = f"hidden state {s['best_layer'] + 1} of {L + 1}"
+    return ours_vs_paper(PAPER, ours, notes)
 
 
 # --- for notebook 08: one scene in detail, and what object patches read as instead ---
@@ -144,27 +166,3 @@ def reads_as(vlm, layer: int, n: int = 8, images=None, first_seed: int = 1000,
             what.update(r.top_tokens(layer)[t] for t in q.geometry.tokens_for_mask(o.mask))
     return what
 
-
-# Neo et al. (ICLR 2025), section 4 (2nd-hand figures): share of object-patch positions whose
-# top-1 lens token is the object's name, at the best layer
-PAPER = paper_table([
-    ("object patches reading as the name, best layer", 0.237, "LLaVA-1.5-7B",
-     "Neo et al. 2025, section 4"),
-    ("object patches reading as the name, best layer", 0.065, "Qwen2-VL-2B",
-     "Neo et al. 2025, section 4"),
-    ("best layer", "~26 of 33 hidden states", "LLaVA-1.5-7B", "Neo et al. 2025, section 4"),
-])
-
-
-def vs_paper(df: pd.DataFrame) -> pd.DataFrame:
-    """This run's best layer and share (objects' own patches, rings 0) beside the paper's:
-    columns quantity, ours, paper, paper_model, source, note."""
-    if df.empty:
-        return ours_vs_paper(PAPER, {})
-    by = df[df.rings == 0].groupby("layer").share.mean()
-    n_layers = int(df.layer.max()) + 1
-    ours = {"object patches reading as the name, best layer": round(float(by.max()), 3),
-            "best layer": f"{int(by.idxmax())} of {n_layers} layers"}
-    note = "an object's colour or shape word" if "share_color" in df else "a word of its name"
-    return ours_vs_paper(PAPER, ours, {"object patches reading as the name, best layer":
-                                       f"the name here: {note}"})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config
+from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "maps"
 
@@ -47,3 +47,22 @@ def summarise(df: pd.DataFrame) -> dict:
     by = df.groupby("layer")[["pointing", "ratio"]].mean()
     return {"best_pointing_layer": int(by.pointing.idxmax()),
             "best_pointing": round(float(by.pointing.max()), 4), "words": int(df.step.nunique())}
+
+
+PAPER = paper_table([
+    ("best_pointing_layer", "middle layers: the attention peak of an object word falls inside "
+     "its mask; early and late layers are dominated by outlier tokens", "LLaVA-1.5-7B",
+     "Kaduri et al., CVPR 2025, Fig. 4 (shared/REFERENCES.md B3)"),
+])
+
+
+def vs_paper(data) -> pd.DataFrame:
+    """Our best pointing layer beside the paper's qualitative finding (no numbers given)."""
+    s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
+    ours = {"best_pointing_layer": s.get("best_pointing_layer")}
+    notes = {}
+    if isinstance(data, pd.DataFrame) and len(data):
+        L = int(data.layer.max()) + 1
+        notes["best_pointing_layer"] = (f"layer index of {L}; pointing there "
+                                        f"{s['best_pointing']:.2f} over {s['words']} object words")
+    return ours_vs_paper(PAPER, ours, notes)

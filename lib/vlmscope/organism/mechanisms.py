@@ -30,19 +30,30 @@ from pathlib import Path
 import numpy as np
 
 # The papers' headline numbers (docs/REFERENCES sections B2, B1, C1, C2), LLaVA-1.5-7B.
-PAPER = {
-    "knockout_f1_all_layers": {"img->gen": 0.4, "img->txt": "collapses (near 0)",
-                               "img->txt+gen": "near 0"},
-    "knockout_start_curve": "F1 recovers when the cut starts in the middle layers "
-                            "(about layers 4-20 of 32; 'about 25% of layers')",
-    "lens_best_share": 0.237,  # share of object patches read as the object's name, best layer
-    "lens_best_layer_fraction": round(26 / 33, 2),  # layer ~26 of 33 hidden states
-    "fractions": "generated tokens attend most to the image in the middle layers (Fig. 1; "
-                 "no number in the text)",
-    "ablation_lost": {"object": {"generative": 0.33, "polling": 0.15, "vqa": 0.33},
-                      "object+1": {"generative": 0.72, "polling": 0.51, "vqa": 0.87},
-                      "random": {"generative": 0.02, "polling": 0.0, "vqa": 0.0}},
-}
+def _paper() -> dict:
+    """The papers' numbers for the table, read from the findings' ``PAPER`` tables (their one place)."""
+    from ..findings import ablation, fractions, knockout, lens
+
+    def value(finding, quantity, model="LLaVA-1.5-7B"):
+        t = finding.PAPER
+        return t[(t.quantity == quantity) & (t.paper_model.str.contains(model, regex=False))
+                 ].paper.iloc[0]
+
+    tasks = ("generative", "polling", "vqa")
+    return {
+        "knockout_f1_all_layers": {c: value(knockout, f"f1[{c},l=-1]")
+                                   for c in ("img->gen", "img->txt", "img->txt+gen")},
+        "knockout_start_curve": value(knockout, "first_l_with_f1_0.9[img->txt]"),
+        "lens_best_share": value(lens, "best_share"),  # object patches read as the name, best layer
+        "lens_best_layer_fraction": value(lens, "best_layer_fraction"),  # layer ~26 of 33 hidden states
+        "fractions": value(fractions, "peak_image_layer"),
+        "ablation_lost": {name: {t: value(ablation, f"lost[{rule},{t}]") for t in tasks}
+                          for name, rule in (("object", "object,+0"), ("object+1", "object,+1"),
+                                             ("random", "random,+1"))},
+    }
+
+
+PAPER = _paper()
 
 # What "shows the mechanism" means in the table (stated, not tuned): query-token
 # routing when cutting image->generated edges everywhere keeps object F1 at or
