@@ -64,36 +64,29 @@ ig_iter = 10
 mask_size = 32
 preset = "reference"  # HeatmapConfig preset: "reference" (the released code) or "vlmscope"
 tie_orders = 5  # random tie orders of the deletion/insertion metric (section 4)
+runs_dir = ""  # resumable run store of section 8; empty: <figures_dir>/05_runs
 figures_dir = "../figures"
 
 # %%
-import dataclasses
-import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
 import vlmscope
-from vlmscope import heatmaps as H
-from vlmscope import plots
-from vlmscope.datasets.synthetic import World
-from vlmscope.findings import explainable_selection, nothing_to_report, write_summary
-from vlmscope.pixels import image_tensor
+from vlmscope import plots, runner
+from vlmscope.findings import heatmaps as finding
+from vlmscope.findings import nothing_to_report, write_summary
+from vlmscope.heatmaps import HeatmapConfig
 from vlmscope.widgets import heatmap_explorer
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-config = H.HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
-world = World()
-scene, [question] = next(world.samples(1, seed=seed, kinds=(kind,)))
-prepared = vlm.prepare(scene.image, question.text)
-answer = vlm.generate(prepared)
-print(f"Q: {question.text}\nA: {answer.text}   (truth: {question.answer})")
+config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
+ex = finding.explain(vlm, seed, kind, config)
+scene, question = ex.scene, ex.question
+print(f"Q: {question.text}\nA: {ex.answer.text}   (truth: {question.answer})")
 config
 
 # %% [markdown]
@@ -107,23 +100,12 @@ config
 # (the reference hard-codes LLaMA's token ids).
 
 # %%
-image = image_tensor(scene.image)
-baselines = {k: H.make_baseline(image, k, seed=0, uint8=config.blur_uint8)
-             for k in ("blur", "black", "noise")}
-fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
-for ax, (name, pic) in zip(axes, [("image", image)] + list(baselines.items())):
-    ax.imshow(pic.permute(1, 2, 0).numpy())
-    ax.set_title(name, fontsize=9)
-    ax.axis("off")
-fig.savefig(figures / "05_baselines.png", dpi=120)
-selection, nonsense = explainable_selection(vlm, prepared, answer, baselines["blur"], config)
-if answer.text.strip() != question.answer:
-    nonsense = nonsense or f"the answer {answer.text!r} is wrong (truth {question.answer!r})"
-if nonsense:  # a random-weight model: the sections below run, but explain nonsense
-    nothing_to_report(nonsense, "Every answer token is explained below so each section runs; "
+plots.baselines(scene.image, ex.baselines).savefig(figures / "05_baselines.png", dpi=120)
+if ex.nonsense:  # a random-weight model: the sections below run, but explain nonsense
+    nothing_to_report(ex.nonsense, "Every answer token is explained below so each section runs; "
                       "read the maps as a demonstration, not as a finding.")
-print("rule:", selection.rule, "| skipped:", selection.skipped)
-selection.table()
+print("rule:", ex.selection.rule, "| skipped:", ex.selection.skipped)
+ex.selection.table()
 
 # %% [markdown]
 # ## 2 · The optimisation
@@ -138,16 +120,9 @@ selection.table()
 # log-probabilities of the selected tokens) and the regularisers.
 
 # %%
-hm = H.igos(vlm, prepared, answer, config, selection=selection, keep_history=True)
-if hm.mask is None:
-    raise SystemExit(f"this sample was skipped: {hm.skipped}; try another seed")
-target = question.target.mask
-w, h = hm.image_size
-steps = {f"iteration {i + 1}": 1 - H.upsample(torch.from_numpy(m).float(), h, w).numpy()
-         for i, m in enumerate(hm.history)}
-fig = plots.heatmap_panels(scene.image, steps, target, title="iGOS+ mask by iteration (target outlined)")
+fig = plots.igos_iterations(scene.image, ex.heatmap, ex.target)
 fig.savefig(figures / "05_iterations.png", dpi=120)
-pd.DataFrame(hm.trace).rename_axis("iteration")
+pd.DataFrame(ex.heatmap.trace).rename_axis("iteration")
 
 # %% [markdown]
 # ## 3 · Against simpler maps, on the known target
@@ -159,18 +134,10 @@ pd.DataFrame(hm.trace).rename_axis("iteration")
 # uniform map gets the object's area.
 
 # %%
-rng = np.random.default_rng(seed)
-maps = {"iGOS+": hm.importance(),
-        "attention": H.attention_saliency(vlm, prepared, selection),
-        "gradient": H.gradient_saliency(vlm, prepared, selection),
-        "random": rng.random(target.shape)}
-scores = {k: H.plausibility(m, target) for k, m in maps.items()}
-fig = plots.heatmap_panels(scene.image, maps, target,
-                           scores={k: f"mass {s['mass']:.2f}, pointing {s['pointing']}"
-                                   for k, s in scores.items()},
-                           title=f"{question.text} -> {answer.text!r}")
+fig = plots.heatmap_panels(scene.image, ex.maps(), ex.target, scores=ex.score_captions(),
+                           title=f"{question.text} -> {ex.answer.text!r}")
 fig.savefig(figures / "05_maps.png", dpi=120)
-pd.DataFrame(scores).T
+ex.scores()
 
 # %% [markdown]
 # ## 4 · Deletion and insertion curves
@@ -193,32 +160,16 @@ pd.DataFrame(scores).T
 # ([fidelity row](../docs/fidelity.md#heatmaps-where-do-lvlms-look)).
 
 # %%
-def cells(m):  # any importance map -> a coarse "mask" (low = important) for the curves
-    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    return 1 - torch.nn.functional.adaptive_avg_pool2d(t, mask_size)[0, 0].numpy()
-
-
-curves = {k: H.faithfulness(vlm, prepared, selection, hm.mask if k == "iGOS+" else cells(m),
-                            config=config) for k, m in maps.items()}
-fig = plots.faithfulness_curves(curves, title=f"{model_id}: {question.text}")
+fig = plots.faithfulness_curves(ex.faithfulness(), title=f"{model_id}: {question.text}")
 fig.savefig(figures / "05_faithfulness.png", dpi=120)
-pd.DataFrame({k: {"deletion": f.deletion, "insertion": f.insertion} for k, f in curves.items()}).T
+ex.faithfulness_table()
 
 # %%
-tied = float(np.unique(hm.mask, return_counts=True)[1].max() / hm.mask.size)
-tie_rows = []
-for definition in ("released", "ours"):
-    for t in [None] + list(range(tie_orders)):
-        f = H.faithfulness(vlm, prepared, selection, hm.mask, config=config, definition=definition,
-                           tie_seed=t)
-        tie_rows.append({"definition": definition, "tie order": "index" if t is None else f"random {t}",
-                         "deletion": f.deletion, "insertion": f.insertion})
-ties = pd.DataFrame(tie_rows)
-tie_spread = ties.groupby("definition")[["deletion", "insertion"]].agg(lambda v: v.max() - v.min())
+tied, tie_spread, ties = ex.tie_orders(tie_orders)
 print(f"{tied:.0%} of the mask's cells share its most common value; "
       "score range over the tie orders:")
 display(tie_spread)
-ties.pivot(index="tie order", columns="definition", values=["deletion", "insertion"])
+ties
 
 # %% [markdown]
 # ## 4b · What each of vlmscope's choices does to this mask
@@ -234,17 +185,7 @@ ties.pivot(index="tie order", columns="definition", values=["deletion", "inserti
 # (`benchmarks/heatmap_fidelity.py`).
 
 # %%
-ref_config = H.HeatmapConfig.preset("reference", iterations=iterations, ig_iter=ig_iter,
-                                    size=mask_size)
-variants = {"reference": ref_config,
-            "line search (Armijo)": dataclasses.replace(ref_config, step="armijo"),
-            "noise seed per path image": dataclasses.replace(ref_config, noise_seeds="per-image"),
-            "SDPA attention": dataclasses.replace(ref_config, attn_implementation="sdpa"),
-            "vlmscope bilateral TV": dataclasses.replace(ref_config, btv="ours"),
-            "vlmscope preset": H.HeatmapConfig.preset("vlmscope", iterations=iterations,
-                                                      ig_iter=ig_iter, size=mask_size)}
-switch_table = H.compare_configs(vlm, prepared, selection, variants, target=target)
-switch_table
+ex.switches()
 
 # %% [markdown]
 # ## 5 · Sanity checks
@@ -260,44 +201,10 @@ switch_table
 #   A method that passes only the first check would be an edge detector.
 
 # %%
-from vlmscope import stats
-from vlmscope.datasets.synthetic import move_object
-
-
-lone = world.scene(seed=seed + 100, n_objects=1)
-obj = lone.objects[0]
-ys, xs = np.nonzero(obj.mask)
-moved = move_object(lone, 0, 21 if xs.mean() < 32 else -21, 21 if ys.mean() < 32 else -21)
-q_lone = f"what color is the {obj.shape} ?"
-checks, shown = [], {}
-for name, sc in (("original", lone), ("object moved", moved)):
-    p = vlm.prepare(sc.image, q_lone)
-    g = vlm.generate(p)
-    r = H.igos(vlm, p, g, config, selection=explainable_selection(vlm, p, g, config=config)[0])
-    if r.mask is None:
-        raise SystemExit(f"skipped: {r.skipped}")
-    shown[name] = (sc, r.importance())
-    checks.append({"scene": name, "answer": "".join(r.selection.tokens),
-                   "mass on the original place": H.plausibility(r.importance(), obj.mask)["mass"],
-                   "mass on the new place": H.plausibility(r.importance(), moved.objects[0].mask)["mass"]})
-    if name == "original":
-        sel_lone, p_lone = r.selection, p
-random_vlm = H.randomised(vlm, seed=0)
-r_rand = H.igos(random_vlm, p_lone, torch.tensor(sel_lone.answer_ids), config, selection=sel_lone)
-rho = stats.rank_correlation(shown["original"][1], r_rand.importance())
-checks.append({"scene": "original, random weights", "answer": "".join(sel_lone.tokens),
-               "mass on the original place": H.plausibility(r_rand.importance(), obj.mask)["mass"],
-               "mass on the new place": float("nan")})
-fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
-plots.heatmap(lone.image, shown["original"][1], obj.mask, "trained", ax=axes[0])
-plots.heatmap(moved.image, shown["object moved"][1], moved.objects[0].mask, "object moved", ax=axes[1])
-plots.heatmap(lone.image, r_rand.importance(), obj.mask,
-              f"random weights (Spearman {rho:.2f} with trained)", ax=axes[2])
-fig.tight_layout()
-fig.savefig(figures / "05_sanity.png", dpi=120)
-print(f"rank correlation trained vs random weights: {rho:.3f}; object area {obj.mask.mean():.3f}")
-sanity = pd.DataFrame(checks)
-sanity
+sanity = finding.sanity_checks(vlm, seed + 100, config)
+plots.heatmap_checks(sanity.panels).savefig(figures / "05_sanity.png", dpi=120)
+print(f"rank correlation trained vs random weights: {sanity.rho:.3f}; object area {sanity.area:.3f}")
+sanity.table
 
 # %% [markdown]
 # ## 6 · How much does one run depend on its noise?
@@ -309,18 +216,7 @@ sanity
 # heatmap is only as firm as this agreement.
 
 # %%
-import itertools
-
-runs = {0: hm} if config.seed == 0 else {}
-for s in (0, 1, 2):
-    if s not in runs:
-        runs[s] = H.igos(vlm, prepared, answer, dataclasses.replace(config, seed=s),
-                         selection=selection)
-per_seed = pd.DataFrame([{"seed": s, **H.plausibility(r.importance(), target)}
-                         for s, r in runs.items()]).set_index("seed")
-pairs = pd.DataFrame([{"seeds": f"{a} vs {b}",
-                       "spearman": stats.rank_correlation(runs[a].mask, runs[b].mask)}
-                      for a, b in itertools.combinations(runs, 2)])
+per_seed, pairs = ex.noise_seeds((0, 1, 2))
 display(per_seed)
 pairs
 
@@ -334,67 +230,33 @@ pairs
 # answer may survive a black image differently from a blurred one).
 
 # %%
-explorer = heatmap_explorer(vlm, prepared, answer, target=target, config=config, computed=hm)
+explorer = heatmap_explorer(vlm, ex.prepared, ex.answer, target=ex.target, config=config,
+                            computed=ex.heatmap)
 explorer
 
 # %% [markdown]
 # ## 8 · Many questions: is the heatmap on the asked object?
 #
-# The same four maps for `n_questions` fresh questions of this kind, only
-# those the model answers correctly (the truth region is then the right one to
-# expect). Skipped samples are listed with their reason.
+# The same four maps for `n_questions` fresh questions of this kind
+# (`runner.run("heatmaps", ...)`, also `python -m vlmscope run heatmaps`),
+# scored on the questions the model answers correctly (the truth region is then
+# the right one to expect). The others are listed with their reason.
 
 # %%
-rows, skipped = [], []
-for item, (sc, [q]) in enumerate(world.samples(n_questions, seed=seed + 1000, kinds=(kind,))):
-    p = vlm.prepare(sc.image, q.text)
-    g = vlm.generate(p)
-    if g.text != q.answer:
-        skipped.append({"item": item, "question": q.text,
-                        "reason": f"answered {g.text!r}, truth {q.answer!r}"})
-        continue
-    r = H.igos(vlm, p, g, config)
-    if r.mask is None:
-        skipped.append({"item": item, "question": q.text, "reason": r.skipped})
-        continue
-    m = {"iGOS+": r.importance(), "attention": H.attention_saliency(vlm, p, r.selection),
-         "gradient": H.gradient_saliency(vlm, p, r.selection),
-         "random": np.random.default_rng(len(rows)).random(q.target.mask.shape)}
-    for name, mm in m.items():
-        rows.append({"item": item, "question": q.text, "map": name,
-                     **H.plausibility(mm, q.target.mask)})
-table = pd.DataFrame(rows, columns=["item", "question", "map", "pointing", "mass", "area"])
-summary_table = table.groupby("map")[["pointing", "mass", "area"]].mean()
-print(f"{table['item'].nunique()} questions scored, {len(skipped)} skipped")
-if skipped:
-    display(pd.DataFrame(skipped))
-summary_table
+result = runner.run("heatmaps", vlm, n=n_questions, seed=seed + 1000, model_name=model_id,
+                    config=finding.Config(max_new_tokens=64, kinds=(kind,), heatmap=config),
+                    out=runs_dir or figures / "05_runs", progress=False)
+table, skipped = finding.questions_table(result.df)
+print(f"{table['item'].nunique()} questions scored, {len(skipped)} skipped (below, with the reason)")
+display(skipped)
+table.groupby("map")[["pointing", "mass", "area"]].mean()
 
 # %%
 table.to_parquet(figures / "05_plausibility.parquet")
-hm.save(figures / "05_mask.safetensors")
-summary = {"model": model_id, "question": question.text, "answer": answer.text,
-           "selected": [selection.tokens[i] for i in selection.positions],
-           "n_scored": int(table["item"].nunique()) if len(table) else 0, "n_skipped": len(skipped),
-           "mass": {k: float(v) for k, v in summary_table["mass"].items()},
-           "pointing": {k: float(v) for k, v in summary_table["pointing"].items()},
-           "area": float(summary_table["area"].mean()) if len(table) else None,
-           "deletion": {k: f.deletion for k, f in curves.items()},
-           "insertion": {k: f.insertion for k, f in curves.items()},
-           "sanity": {"mass_original_place": float(sanity.iloc[0, 2]),
-                      "mass_moved_to": float(sanity.iloc[1, 3]),
-                      "mass_moved_from": float(sanity.iloc[1, 2]),
-                      "rank_correlation_random_weights": float(rho)},
-           "noise_seeds": {"mass": {int(k): float(v) for k, v in per_seed["mass"].items()},
-                           "spearman_min": float(pairs["spearman"].min())},
-           "preset": preset, "tied_share": tied,
-           "tie_order_range": {d: {k: float(v) for k, v in r.items()}
-                               for d, r in tie_spread.to_dict("index").items()},
-           "switches": {k: {c: (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
-                            for c, v in r.items()}
-                        for k, r in switch_table.to_dict("index").items()}}
-summary = write_summary(figures / "05_summary.json", summary, nonsense)
-summary
+ex.heatmap.save(figures / "05_mask.safetensors")
+summary = write_summary(figures / "05_summary.json",
+                        ex.summary(model_id, preset, table, len(skipped), sanity), ex.nonsense)
+finding.example_vs_paper(summary)
 
 # %% [markdown]
 # ## What to take away

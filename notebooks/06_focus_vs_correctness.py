@@ -63,23 +63,16 @@ runs_dir = ""  # where the resumable heatmap runs live; empty: <figures_dir>/06_
 figures_dir = "../figures"
 
 # %%
-import dataclasses
-import itertools
-import json
-from functools import partial
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import display
 
-import vlmscope
-from vlmscope import organism, stats
-from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope import organism, plots, stats
+from vlmscope.findings import heatmaps as finding
 from vlmscope.findings import nothing_to_report, write_summary
-from vlmscope.heatmaps import Heatmap, HeatmapConfig
+from vlmscope.heatmaps import HeatmapConfig
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -93,12 +86,13 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # %% [markdown]
 # ## 1 · Heatmaps for every model on the same questions
 #
-# `run_and_load("heatmaps", ...)` (also `python -m vlmscope run heatmaps`)
-# answers each question, selects the visually relevant tokens, optimises the
-# iGOS+ mask and scores it (and attention, gradient and random maps) on the
-# asked object. It stores one part per scene and the raw masks, so re-running
-# this cell reuses finished work. Each model explains **its own** answer, as
-# in the paper.
+# `findings.heatmaps.zoo_runs` runs the heatmaps finding (`runner.run("heatmaps",
+# ...)`, also `python -m vlmscope run heatmaps`) for each model: it answers
+# each question, selects the visually relevant tokens, optimises the iGOS+
+# mask and scores it (and attention, gradient and random maps) on the asked
+# object. It stores one part per scene and the raw masks, so re-running this
+# cell reuses finished work. Each model explains **its own** answer, as in the
+# paper.
 #
 # One iGOS+ run depends on its noise draws (notebook 05, section 6), enough
 # to move a between-model comparison. So every answer is explained
@@ -109,33 +103,11 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # its correctness and the selected tokens do not depend on the noise seed.
 
 # %%
-frames = []
-for name in models:
-    vlm = vlmscope.load(name)
-    for noise_seed in range(noise_seeds):
-        s, part = run_and_load("heatmaps", vlm, name, n=n_scenes, seed=seed, out=runs,
-                               cfg=RunConfig(max_new_tokens=16), progress=False,
-                               heatmap=dataclasses.replace(config, seed=noise_seed))
-        print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
-            "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
-        frames.append(part.assign(noise_seed=noise_seed))
-runs_df = pd.concat(frames, ignore_index=True)
-for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
-    if col not in runs_df:
-        runs_df[col] = np.nan
-runs_df["question_id"] = runs_df["item"].astype(str) + "/" + runs_df["kind"]
-answer_keys = ["model", "question_id"]
-df = runs_df[runs_df.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
-    runs_df.groupby(answer_keys)[["igos_mass", "igos_pointing"]].mean().reset_index(),
-    on=answer_keys)
-df["mask_files"] = df[answer_keys].apply(tuple, axis=1).map(
-    runs_df.groupby(answer_keys)["mask_file"].agg(list))
-scored = df[df.skipped == ""].copy()
-nonsense = None
-if not df.correct.astype(bool).any():
-    nonsense = nothing_to_report("no question is answered right: the answers are nonsense",
-                                 "Focus cannot be split by correctness; the heatmaps are listed "
-                                 "but compared with nothing.")
+df = finding.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs)
+scored = df[df.skipped == ""].assign(correct=lambda d: d.correct.astype(bool))
+nonsense = None if df.correct.astype(bool).any() else nothing_to_report(
+    "no question is answered right: the answers are nonsense",
+    "Focus cannot be split by correctness; the heatmaps are listed but compared with nothing.")
 print(f"{len(df)} answers, {len(scored)} with a heatmap; skipped, with reasons:")
 df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 
@@ -150,26 +122,13 @@ df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 # right has no incorrect group: its row says so in `note`.
 
 # %%
-scored["correct"] = scored["correct"].astype(bool)
 show = ["model", "value", "n_a", "n_b", "mean_a", "mean_b", "difference", "ci_low", "ci_high",
         "rank_biserial", "p_mannwhitney", "p_fisher", "note"]
 table = (stats.compare_frame(scored, ["igos_mass", "igos_pointing"], by="correct", a=True, b=False,
                              per="model", seed=seed) if not nonsense else pd.DataFrame(columns=show))
-table[show]
-
-# %%
 if not nonsense:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    sns.boxplot(data=scored, x="model", y="igos_mass", hue="correct", ax=axes[0])
-    axes[0].set_ylabel("iGOS+ mass in the asked object")
-    axes[0].tick_params(axis="x", labelrotation=20)
-    point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
-    sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
-    axes[1].set_ylabel("pointing game (share of hits)")
-    axes[1].tick_params(axis="x", labelrotation=20)
-    fig.suptitle("focus on the asked object, by correctness", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(figures / "06_focus_vs_correctness.png", dpi=120)
+    plots.focus_by_correctness(scored).savefig(figures / "06_focus_vs_correctness.png", dpi=120)
+table[show]
 
 # %% [markdown]
 # ## 3 · Vision design versus decoder scale
@@ -184,97 +143,33 @@ if not nonsense:
 # diffuse maps for everyone is not evidence either way).
 
 # %%
-def load_maps(row):
-    """The answer's importance maps, one per noise seed (none for a skipped answer)."""
-    files = [f for f in row.mask_files if isinstance(f, str) and f]
-    return [Heatmap.load(runs / "heatmaps" / "masks" / f).importance() for f in files]
-
-
-qids = sorted(set(df.question_id))
-maps = {m: [None] * len(qids) for m in models}
-seed_agreement = []  # how alike one answer's runs are: Spearman between noise seeds
-for row in df.itertuples():
-    per_seed = load_maps(row)
-    if per_seed:
-        maps[row.model][qids.index(row.question_id)] = np.mean(per_seed, axis=0)
-    seed_agreement += [stats.rank_correlation(a, b) for a, b in itertools.combinations(per_seed, 2)]
+maps, qids, seed_agreement = finding.mean_maps(df, runs / "heatmaps" / "masks")
 if seed_agreement:
     print(f"maps of one answer across {noise_seeds} noise seeds: median Spearman "
           f"{np.median(seed_agreement):.2f} (min {np.min(seed_agreement):.2f}, "
           f"{len(seed_agreement)} pairs)")
-comparable = ("unknown" not in design.values() and len(set(design.values())) > 1
-              and len(set(scale.values())) > 1)
-tests = {name: stats.design_vs_scale(maps, design, scale, similarity=fn, questions=qids,
-                                     n_permutations=n_permutations, seed=seed)
-         for name, fn in {"top-IoU": partial(stats.top_iou, fraction=top_fraction),
-                          "Spearman": stats.rank_correlation}.items()} if comparable else {}
-if not comparable:
-    nothing_to_report(f"design versus scale needs zoo members of two designs and two scales; "
-                      f"this run has {', '.join(models)}")
-else:
+tests = finding.design_scale_tests(maps, design, scale, qids, top_fraction, n_permutations, seed)
+if tests:
+    plots.design_vs_scale(tests).savefig(figures / "06_design_vs_scale.png", dpi=120)
     display(pd.concat({k: t.to_frame() for k, t in tests.items()})[
         ["n_questions", "n_skipped", "observed", "ci_low", "ci_high", "p_value", "exact", "note"]])
-
-# %%
-if tests:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, (name, t) in zip(axes, tests.items()):
-        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
-        ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}", fontsize=8)
-        ax.tick_params(axis="x", labelrotation=15, labelsize=7)
-    fig.tight_layout()
-    fig.savefig(figures / "06_design_vs_scale.png", dpi=120)
     display(tests["top-IoU"].by_pair())
 
 # %% [markdown]
 # ## 4 · The paper's findings beside this zoo's
 #
-# The right-hand column is computed above from this run; read it with its
+# The "ours" column is computed above from this run; read it with its
 # sample size (organism answers are mostly right, so the incorrect groups are
 # small, and the zoo has two designs and two scales).
 
 # %%
-def verdict_focus(t):
-    rows = t[t.value == "igos_mass"]
-    parts = []
-    for r in rows.itertuples():
-        if r.n_b == 0 or r.n_a == 0:
-            parts.append(f"{r.model}: no {'incorrect' if r.n_b == 0 else 'correct'} answers")
-        else:
-            parts.append(f"{r.model}: mass {r.mean_a:.2f} (right, n={r.n_a}) vs {r.mean_b:.2f} "
-                         f"(wrong, n={r.n_b}), p = {r.p_mannwhitney:.2g}")
-    return "; ".join(parts)
-
-
-t = tests.get("top-IoU")
-rel = t.by_relation().set_index("relation")["mean"].round(3).to_dict() if t else {}
-findings = pd.DataFrame([
-    {"finding": "focus plausibility does not always go with correctness",
-     "paper": "yes (qualitative and statistical; tests not named)",
-     "this zoo": verdict_focus(table) if not nonsense else f"nothing to compare: {nonsense}"},
-    {"finding": "vision design changes the focus more than LLM scale",
-     "paper": "yes",
-     "this zoo": f"top-IoU by relation {rel}; same design - same scale difference "
-                 f"{t.observed:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}], p = {t.p_value:.3g}"
-                 if t else "nothing to compare: one design or one scale only"},
-])
-with pd.option_context("display.max_colwidth", None):
-    display(findings)
-
-# %%
 table.to_parquet(figures / "06_focus_vs_correctness.parquet")
-if t:
-    t.pairs.to_parquet(figures / "06_pairs.parquet")
-summary = {"models": models, "n_scenes": n_scenes, "noise_seeds": noise_seeds,
-           "seed_agreement_median": float(np.median(seed_agreement)) if seed_agreement else None,
-           "answers": int(len(df)),
-           "scored": int(len(scored)), "skipped": int((df.skipped != "").sum()),
-           "accuracy": {m: float(g.correct.mean()) for m, g in df.groupby("model")},
-           "design_vs_scale": {k: {kk: (vv if not isinstance(vv, float) or np.isfinite(vv) else None)
-                                   for kk, vv in v.summary().items() if not isinstance(vv, tuple)}
-                               for k, v in tests.items()}}
-summary = write_summary(figures / "06_summary.json", summary, nonsense)
-summary["design_vs_scale"].get("top-IoU")
+if tests:
+    tests["top-IoU"].pairs.to_parquet(figures / "06_pairs.parquet")
+summary = write_summary(figures / "06_summary.json", finding.zoo_summary(
+    models, n_scenes, noise_seeds, df, seed_agreement, tests), nonsense)
+with pd.option_context("display.max_colwidth", None):
+    display(finding.zoo_vs_paper(table, tests, nonsense))
 
 # %% [markdown]
 # ### Where the organism differs from the paper

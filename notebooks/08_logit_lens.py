@@ -35,29 +35,25 @@
 model_id = "organism"
 n_scenes = 20
 seed = 0
+images = ""  # an image folder (annotations.json) or a local COCO copy; empty: synthetic scenes
 runs_dir = ""  # resumable run store; empty: <figures_dir>/08_runs
 figures_dir = "../figures"
 
 # %%
-import json
-from collections import Counter
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 import vlmscope
-from vlmscope import plots
+from vlmscope import plots, runner
+from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
-from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import lens as finding
 from vlmscope.findings import nothing_to_report, write_summary
-from vlmscope.lens import image_lens
 from vlmscope.widgets import lens_explorer
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
-runs = Path(runs_dir) if runs_dir else figures / "08_runs"
 vlm = vlmscope.load(model_id)
 world = World()
 
@@ -66,24 +62,17 @@ world = World()
 #
 # Each patch shows its top-1 lens word; the first object's patches are boxed
 # in red. The last layer is the model's own next-token prediction at those
-# positions (checked in `tests/test_lens.py`).
+# positions (checked in `tests/test_lens.py`). On an image folder, the first
+# image's first object, named by the single-token words of its name.
 
 # %%
-scene = world.scene(seed=seed + 1)
-obj = scene.objects[0]
-p = vlm.prepare(scene.image, "describe the image .")
-res = image_lens(vlm, p, k=5, words=[obj.color, obj.shape])
-toks = p.geometry.tokens_for_mask(obj.mask)
-L = res.n_layers
-fig, axes = plt.subplots(1, L, figsize=(3.2 * L, 3.4))
-for layer, ax in zip(range(L), axes):
-    plots.lens_tokens(scene.image, p.geometry, res.top_tokens(layer), toks, title=f"layer {layer}", ax=ax)
-fig.suptitle(f"{model_id}: top lens word per patch ({obj.name} boxed)", fontsize=9)
+ex = finding.example(vlm, load_images(images, 1, seed)[0] if images else world.scene(seed=seed + 1))
+L = ex.result.n_layers
+fig = plots.lens_layers(ex.item.image, ex.prepared.geometry,
+                        [ex.result.top_tokens(layer) for layer in range(L)], ex.tokens,
+                        title=f"{model_id}: top lens word per patch ({ex.object.name} boxed)")
 fig.savefig(figures / "08_lens_layers.png", dpi=120)
-words_by_layer = pd.DataFrame({f"layer {l}": pd.Series(Counter(res.top_tokens(l)[i] for i in toks)
-                                                       .most_common(3), dtype=object)
-                               for l in range(L)}).T.rename(columns=lambda c: f"#{c + 1} (word, patches)")
-words_by_layer
+ex.words_by_layer()
 
 # %% [markdown]
 # ### Explore
@@ -91,63 +80,47 @@ words_by_layer
 # The layer slider redraws the patch words for that layer.
 
 # %%
-lens_explorer(res, p, highlight=toks, title=obj.name)
+lens_explorer(ex.result, ex.prepared, highlight=ex.tokens, title=ex.object.name)
 
 # %% [markdown]
 # ## 2 · The score per layer, over many scenes
 #
 # For every object: the share of its patches (rings 0: boxes overlapping the
 # mask; rings 1: with a ring of buffer) whose top-1 lens word is its colour or
-# its shape word, per layer (`python -m vlmscope run lens`).
+# its shape word (an annotated object: a word of its name), per layer
+# (`runner.run("lens", ...)`, also `python -m vlmscope run lens`).
 
 # %%
-summary, df = run_and_load("lens", vlm, model_id, n=n_scenes, seed=seed, out=runs,
-                           cfg=RunConfig(), progress=False)
-print(json.dumps(summary))
-long = df.melt(id_vars=["object", "rings", "layer"], value_vars=["share", "share_color", "share_shape"],
-               var_name="word", value_name="top-1 share")
-fig, ax = plt.subplots(figsize=(6, 3))
-sns.lineplot(data=long[long.rings == 0], x="layer", y="top-1 share", hue="word", marker="o", ax=ax)
-ax.set_title(f"{model_id}: object patches whose top lens word names the object", fontsize=9)
-fig.tight_layout()
+result = runner.run("lens", vlm, n=n_scenes, seed=seed, images=images or None,
+                    out=runs_dir or figures / "08_runs", model_name=model_id, progress=False)
+fig = plots.lens_score(result.df, model=model_id)
 fig.savefig(figures / "08_lens_score.png", dpi=120)
-per_layer = df.groupby(["rings", "layer"])[["share", "share_color", "share_shape"]].mean()
+per_layer = finding.per_layer(result.df)
 per_layer
 
 # %% [markdown]
 # ### What do object patches read as, if not their name?
+#
+# The top-1 words of every object patch at the best layer, over up to 8 other
+# scenes (the image folder's first 8 images).
 
 # %%
-what = Counter()
-for i in range(min(n_scenes, 8)):
-    sc = world.scene(seed=1000 + i)
-    q = vlm.prepare(sc.image, "describe the image .")
-    r = image_lens(vlm, q, k=1)
-    best = int(per_layer.loc[0].share.idxmax())
-    for o in sc.objects:
-        what.update(r.top_tokens(best)[t] for t in q.geometry.tokens_for_mask(o.mask))
-reads_as = pd.DataFrame(what.most_common(10), columns=["top-1 word at the best layer", "patches"])
-reads_as
+best_layer, best = int(per_layer.loc[0].share.idxmax()), float(per_layer.loc[0].share.max())
+what = finding.reads_as(vlm, best_layer, n=min(n_scenes, 8), images=images or None)
+pd.DataFrame(what.most_common(10), columns=["top-1 word at the best layer", "patches"])
 
 # %% [markdown]
 # ## 3 · The paper's numbers beside this model's
 
 # %%
-best_layer = int(per_layer.loc[0].share.idxmax())
-best = float(per_layer.loc[0].share.max())
-side = pd.DataFrame([
-    {"model": "LLaVA-1.5-7B (paper, 2nd-hand)", "best layer": "~26 of 33", "object patches reading as the name": "23.7%"},
-    {"model": "Qwen2-VL-2B (paper, 2nd-hand)", "best layer": "-", "object patches reading as the name": "6.5%"},
-    {"model": model_id, "best layer": f"{best_layer} of {L}", "object patches reading as the name": f"{best:.1%}"},
-])
 per_layer.to_parquet(figures / "08_lens.parquet")
 nonsense = None if best > 0 else nothing_to_report(
     "no object patch reads as its colour or shape word in any layer: no layer to point at",
-    "The 'best layer' above is only the first layer of a tie at zero.")
+    "The 'best layer' below is only the first layer of a tie at zero.")
 write_summary(figures / "08_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "best_layer": best_layer if not nonsense else None,
     "best_share": best, "reads_as": dict(what.most_common(10))}, nonsense)
-side
+finding.vs_paper(result.df)
 
 # %% [markdown]
 # ## What to take away

@@ -43,26 +43,25 @@
 model_id = "organism"
 n_scenes = 20
 seed = 0
+images = ""  # an image folder (annotations.json) or a local COCO copy; empty: synthetic scenes
 runs_dir = ""  # resumable run store; empty: <figures_dir>/09_runs
 figures_dir = "../figures"
 
 # %%
-import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 import vlmscope
 from vlmscope import lastpos as LP
+from vlmscope import plots, runner
+from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
-from vlmscope.experiments import RunConfig, run_and_load
+from vlmscope.findings import lastpos as finding
 from vlmscope.findings import nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
-runs = Path(runs_dir) if runs_dir else figures / "09_runs"
 vlm = vlmscope.load(model_id)
 L = vlm.adapter.n_layers
 windows = LP.paper_windows(L)
@@ -72,31 +71,30 @@ pd.DataFrame({"layers": {k: list(v) for k, v in windows.items()}})
 # %% [markdown]
 # ## 1 · One question
 #
-# The answer token's probability at the last position under each cut.
+# The answer token's probability at the last position under each cut. On
+# synthetic scenes the question is "what color is the <shape> ?"; on an image
+# folder, the image's own question when it gives one with its answer, else
+# "what is at the <where> ?" answered by the object's name
+# (`findings.lastpos.record_questions`).
 
 # %%
-scene = World().scene(seed=seed + 2)
-obj = scene.objects[0]
-p = vlm.prepare(scene.image, f"what color is the {obj.shape} ?")
-answer_id = vlm.tokenizer(obj.color, add_special_tokens=False)["input_ids"][0]
-one = LP.lastpos_knockout(vlm, p, answer_id, obj.mask, {**windows, **LP.sliding_windows(L)},
-                          LP.CONDITIONS + LP.OURS)
-print(f"{p.question!r} -> {obj.color!r}, p = {one.p.iloc[0]:.3f} without knockout")
+item = load_images(images, 1, seed)[0] if images else World().scene(seed=seed + 2)
+question, truth, one = finding.example(vlm, item)
+print(f"{question!r} -> {truth!r}, p = {one.p.iloc[0]:.3f} without knockout")
 one.pivot_table(index="condition", columns="window", values="p", sort=False).round(3)
 
 # %% [markdown]
 # ## 2 · Many questions: the paper's table
 #
-# `python -m vlmscope run lastpos`: every object of every scene. Relative
-# accuracy is computed over the questions the model answers right without
-# knockout; `p_drop` is the mean drop in the top token's probability (released),
-# `p_drop_answer` in the answer token's (ours).
+# `runner.run("lastpos", ...)` (also `python -m vlmscope run lastpos`): every
+# object of every scene. Relative accuracy is computed over the questions the
+# model answers right without knockout; `p_drop` is the mean drop in the top
+# token's probability (released), `p_drop_answer` in the answer token's (ours).
 
 # %%
-summary, df = run_and_load("lastpos", vlm, model_id, n=n_scenes, seed=seed, out=runs,
-                           cfg=RunConfig(), progress=False)
-print(json.dumps(summary))
-table = LP.summary_table(df)
+result = runner.run("lastpos", vlm, n=n_scenes, seed=seed, images=images or None,
+                    out=runs_dir or figures / "09_runs", model_name=model_id, progress=False)
+table = LP.summary_table(result.df)
 nonsense = None if len(table) else nothing_to_report(
     "no question is answered right without knockout: nothing for a knockout to lose")
 paper_table = table[table.window.isin(list(windows))]
@@ -108,54 +106,18 @@ paper_table.pivot_table(index="condition", columns="window", values=["p_drop", "
                         sort=False).round(3)
 
 # %%
-sliding = table[~table.window.isin(list(windows))].copy()
-if sliding.empty:  # nothing answered right: draw the (empty) axes only
-    sliding = pd.DataFrame({"window": ["0-0"], "condition": ["none"], "relative_accuracy": [0.0],
-                            "p_drop": [0.0]}).iloc[:0]
-sliding["start"] = sliding.window.str.split("-").str[0].astype(int)
-fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-sns.lineplot(data=sliding, x="start", y="relative_accuracy", hue="condition", marker="o", ax=axes[0])
-sns.lineplot(data=sliding, x="start", y="p_drop", hue="condition", marker="o", ax=axes[1], legend=False)
-axes[0].set_xlabel("first layer of the window")
-axes[1].set_xlabel("first layer of the window")
-axes[0].set_title("relative accuracy", fontsize=9)
-axes[1].set_title("drop in the top token's probability", fontsize=9)
-fig.suptitle(f"{model_id}: last position cut from ..., window by window "
-             f"(width {len(next(iter(LP.sliding_windows(L).values())))})", fontsize=9)
-fig.tight_layout()
+fig = plots.lastpos_windows(table, LP.sliding_windows(L), model=model_id)
 fig.savefig(figures / "09_windows.png", dpi=120)
 
 # %% [markdown]
 # ## 3 · The paper's numbers beside this model's
 
 # %%
-def rel(condition, window):
-    r = table[(table.condition == condition) & (table.window == window)]
-    return f"{r.relative_accuracy.iloc[0]:.2f} (n={r.n_questions.iloc[0]})" if len(r) else "-"
-
-
-mid = "15-24"
-side = pd.DataFrame([
-    {"cut": "object+1 -> last, layers 15-24 of 32", "paper": "0.82", model_id: rel("object+1", mid)},
-    {"cut": "object+1 -> last, all layers", "paper": "0.67", model_id: rel("object+1", "all")},
-    {"cut": "object+1 -> last row, all layers", "paper": "no effect",
-     model_id: rel("last row: object+1", "all")},
-    {"cut": "rest of the image -> last row, all layers", "paper": "no effect",
-     model_id: rel("last row: rest", "all")},
-    {"cut": "image outside object+1 -> last, all layers", "paper": "-", model_id: rel("other image", "all")},
-    {"cut": "(ours) last image row -> last, all layers", "paper": "-", model_id: rel("last row -> last", "all")},
-    {"cut": "(ours) image but the object -> last, all layers", "paper": "-",
-     model_id: rel("other image, object only", "all")},
-])
 table.to_parquet(figures / "09_lastpos.parquet")
 write_summary(figures / "09_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "n_layers": L,
-    "windows": {k: list(v) for k, v in windows.items()},
-    "relative_accuracy": {f"{r.condition},{r.window}": r.relative_accuracy for r in table.itertuples()},
-    "p_drop": {f"{r.condition},{r.window}": r.p_drop for r in table.itertuples()},
-    "p_drop_answer": {f"{r.condition},{r.window}": r.p_drop_answer for r in table.itertuples()}},
-    nonsense)
-side
+    "windows": {k: list(v) for k, v in windows.items()}, **finding.table_figures(table)}, nonsense)
+finding.vs_paper(result.df)
 
 # %% [markdown]
 # ## What to take away

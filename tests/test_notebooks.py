@@ -295,6 +295,29 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
         check_pin(f"notebook-{prefix}-images", s)
 
 
+@pytest.mark.slow
+def test_notebooks_07_to_09_take_their_images_from_a_folder(tmp_path):
+    """`--images data/images`: notebooks 07-09 run their findings on the sample folder's
+    annotated objects (05 and 06 ask about colours and shapes the folder does not give)."""
+    sample = Path(__file__).resolve().parents[1] / "data" / "images"
+    done = _run_notebooks(out=tmp_path, only=["07", "08", "09"], model_id="organism",
+                         images=str(sample), quick=True, progress=False)
+    assert [p.name[:2] for p in done] == ["07", "08", "09"]
+    for path in done:
+        nb = nbformat.read(path, as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (path.name, errors[0].get("evalue") if errors else None)
+    s7 = _no_nan((tmp_path / "07_summary.json").read_text())
+    tasks = {k.split(",")[2] for k in s7["lost"]}
+    assert tasks == {"generative", "polling"}  # an annotated object has no colour question (vqa)
+    lens = pd.read_parquet(tmp_path / "08_lens.parquet")
+    assert "share" in lens and "share_color" not in lens  # a word of the name, not colour/shape
+    s8 = _no_nan((tmp_path / "08_summary.json").read_text())
+    assert 0.0 <= s8["best_share"] <= 1.0 and s8["n_scenes"] == 2
+    printed = _printed(nbformat.read(done[2], as_version=4))
+    assert "what is at the" in printed  # the folder's question, not "what color is the <shape> ?"
+
+
 def test_run_notebooks_hands_papermill_the_cell_timeout(tmp_path, monkeypatch):
     """A hung kernel must fail its notebook: the per-cell limit reaches papermill (stubbed)."""
     import papermill as pm

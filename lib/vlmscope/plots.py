@@ -384,3 +384,205 @@ def object_word_maps(image, geometry: TokenGeometry, maps, tokens, words, title:
         image, geometry, maps, steps=[s for s, _ in shown],
         labels=[f"{tokens[s]!r}" + (f" ({o.name})" if o is not None else "") for s, o in shown],
         masks=[o.mask if o is not None else None for _, o in shown], title=title, view=view)
+
+
+# --- notebooks 05-09 ---
+
+
+def _named(model: str, title: str) -> str:
+    return f"{model}: {title}" if model else title
+
+
+def _hwc(picture) -> np.ndarray:
+    """An image as ``[H, W, C]`` for ``imshow``: PIL, ``[H, W, C]`` or ``[C, H, W]`` (a tensor)."""
+    a = np.asarray(picture)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = a.transpose(1, 2, 0)
+    return a
+
+
+def baselines(image, pictures: dict, title: str = ""):
+    """The image and each baseline it is blended with (e.g. blur, black, noise), side by side.
+
+    ``image`` and each value: a PIL image, ``[H, W, 3]`` or ``[3, H, W]`` (a pixel tensor in [0, 1]).
+    """
+    panels = {"image": image, **pictures}
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(2.25 * len(panels), 2.4))
+    for ax, (name, pic) in zip(axes[0], panels.items()):
+        ax.imshow(_hwc(pic))
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def igos_iterations(image, heatmap, target=None,
+                    title: str = "iGOS+ mask by iteration (target outlined)"):
+    """The iGOS+ mask after each iteration (``Heatmap.history``, kept with ``keep_history``).
+
+    Each panel is 1 - the mask upsampled to the image (high = important), as
+    ``Heatmap.importance`` shows the final one; panels are numbered from 1.
+    """
+    import torch
+
+    from .heatmaps import upsample
+
+    if not heatmap.history:
+        raise ValueError("the heatmap kept no history: run igos(..., keep_history=True)")
+    w, h = heatmap.image_size
+    steps = {f"iteration {i + 1}": 1 - upsample(torch.from_numpy(np.asarray(m)).float(), h, w).numpy()
+             for i, m in enumerate(heatmap.history)}
+    return heatmap_panels(image, steps, target, title=title)
+
+
+def heatmap_checks(panels: dict):
+    """One heatmap per panel, each on its own image (a sanity check's scenes side by side).
+
+    ``panels``: title -> ``(image, importance, target)``; ``target`` may be None.
+    """
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(0.5 + 2.5 * len(panels), 2.9))
+    for ax, (name, (image, importance, target)) in zip(axes[0], panels.items()):
+        heatmap(image, importance, target, name, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def focus_by_correctness(scored, title: str = "focus on the asked object, by correctness"):
+    """iGOS+ mass in the asked object (boxes) and pointing hits (bars) per model, by correctness.
+
+    ``scored``: one row per explained answer with columns model, correct (bool),
+    igos_mass and igos_pointing (e.g. averaged over noise seeds).
+    """
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    sns.boxplot(data=scored, x="model", y="igos_mass", hue="correct", ax=axes[0])
+    axes[0].set_ylabel("iGOS+ mass in the asked object")
+    point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
+    sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
+    axes[1].set_ylabel("pointing game (share of hits)")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def design_vs_scale(tests: dict):
+    """Per similarity measure, the model pairs' similarity by relation (same design, same scale...).
+
+    ``tests``: name -> ``stats.design_vs_scale`` result (its ``pairs``, ``observed``, ``p_value``).
+    """
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(tests), squeeze=False, figsize=(4.5 * len(tests), 3.2))
+    for ax, (name, t) in zip(axes[0], tests.items()):
+        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
+        ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=15, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def object_tokens(image, geometry: TokenGeometry, rings: dict, name: str = "object", view: int = 0):
+    """An object's image tokens shaded over the image, one panel per ring count.
+
+    ``rings``: ring count -> token indices (``geometry.tokens_for_mask(mask, rings=r)``).
+    """
+    fig, axes = plt.subplots(1, len(rings), squeeze=False, figsize=(2.7 * len(rings), 2.8))
+    n = len(geometry.boxes)
+    for ax, (r, toks) in zip(axes[0], rings.items()):
+        chosen = set(np.asarray(toks, dtype=int).tolist())
+        ax.imshow(image)
+        ax.imshow(geometry.to_pixels([1.0 if i in chosen else 0.0 for i in range(n)], view=view),
+                  cmap="Reds", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(f"{name}: {len(chosen)} tokens (rings {r})", fontsize=8)
+        ax.axis("off")
+    return fig
+
+
+def loss_by_count(table, model: str = ""):
+    """Share of correct identifications lost against the number of tokens ablated, per rule and task.
+
+    ``table``: ``ablation.loss_table(df, by=("rule", "rings", "task"))`` (n_tokens, lost, rule,
+    task); ``model`` names the model in the title.
+    """
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    sns.lineplot(data=table, x="n_tokens", y="lost", hue="rule", style="task", markers=True, ax=ax)
+    ax.set_xlabel("ablated tokens (mean per object; rings 0, 1, 2)")
+    ax.set_ylabel("share of correct identifications lost")
+    ax.set_title(_named(model, "accuracy lost against tokens ablated, by selection rule"), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def lens_layers(image, geometry: TokenGeometry, tokens_by_layer, highlight=None, title: str = "",
+                view: int = 0):
+    """``lens_tokens`` for every layer side by side: each patch's top lens word, layer by layer.
+
+    ``tokens_by_layer``: per layer, one string per image token (``LensResult.top_tokens(layer)``).
+    """
+    L = len(tokens_by_layer)
+    fig, axes = plt.subplots(1, L, squeeze=False, figsize=(3.2 * L, 3.4))
+    for layer, ax in enumerate(axes[0]):
+        lens_tokens(image, geometry, tokens_by_layer[layer], highlight, title=f"layer {layer}",
+                    ax=ax, view=view)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def lens_score(df, rings: int = 0, model: str = ""):
+    """Per layer, the share of object patches whose top lens word is the object's colour or shape.
+
+    ``df``: the lens finding's rows (object, rings, layer, share, and on synthetic
+    scenes share_color, share_shape); lines are means over objects (of ``rings``), with their spread;
+    ``model`` names the model in the title.
+    """
+    import seaborn as sns
+
+    shares = [c for c in ("share", "share_color", "share_shape") if c in df]
+    long = df.melt(id_vars=["object", "rings", "layer"], value_vars=shares, var_name="word",
+                   value_name="top-1 share")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    sns.lineplot(data=long[long.rings == rings], x="layer", y="top-1 share", hue="word", marker="o",
+                 ax=ax)
+    ax.set_title(_named(model, "object patches whose top lens word names the object"), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def lastpos_windows(table, windows: dict, model: str = ""):
+    """Relative accuracy and drop in the top token's probability, window by window, per condition.
+
+    ``table``: ``lastpos.summary_table`` rows; only those whose window is a key
+    of ``windows`` (e.g. ``lastpos.sliding_windows(L)``) are drawn, against the
+    window's first layer. No rows (nothing answered right): empty axes.
+    ``model`` names the model in the title.
+    """
+    import pandas as pd
+    import seaborn as sns
+
+    sliding = table[table.window.isin(list(windows))].copy()
+    if sliding.empty:
+        sliding = pd.DataFrame({"window": pd.Series(dtype=str), "condition": pd.Series(dtype=str),
+                                "relative_accuracy": pd.Series(dtype=float),
+                                "p_drop": pd.Series(dtype=float)})
+    sliding["start"] = [windows[w][0] for w in sliding.window]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    sns.lineplot(data=sliding, x="start", y="relative_accuracy", hue="condition", marker="o",
+                 ax=axes[0])
+    sns.lineplot(data=sliding, x="start", y="p_drop", hue="condition", marker="o", ax=axes[1],
+                 legend=False)
+    for ax in axes:
+        ax.set_xlabel("first layer of the window")
+    axes[0].set_title("relative accuracy", fontsize=9)
+    axes[1].set_title("drop in the top token's probability", fontsize=9)
+    width = len(next(iter(windows.values()))) if windows else 0
+    fig.suptitle(_named(model, f"last position cut from ..., window by window (width {width})"),
+                 fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -151,3 +151,102 @@ def vs_paper(data) -> pd.DataFrame:
             notes[q] = (notes.get(q, "") + "; random tokens at the object's +1 count "
                         "(the paper: 40 of 576)").lstrip("; ")
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- for notebook 07: one object in detail, the noise filter, the high-norm check ---
+def reference_mean(vlm, n: int = 32, images=None, cache=None):
+    """The mean visual-token vector over ``n`` reference images: synthetic scenes seeded
+    10**6, 10**6 + 1, ... (none of a run's scenes), or the first ``n`` of ``images``."""
+    from ..ablation import mean_vector
+    from ..datasets.folder import load_images
+    from ..datasets.synthetic import World
+
+    refs = ([r.image for r in load_images(images, n)] if images
+            else [World().scene(10**6 + i).image for i in range(n)])
+    return mean_vector(vlm, refs, cache=cache)
+
+
+def example(vlm, item, mean, max_new_tokens: int = 48) -> tuple[dict, pd.DataFrame, object]:
+    """``item``'s first object with 0, 1 and 2 rings of buffer, and the model's answers before
+    and after those tokens are replaced by ``mean``'s vector: ``(rings -> token indices,
+    rows of rings, question, answer, ablated answer, the token geometry)``. A scene's object is asked "is there
+    a <object> ?", "what color is the <shape> ?" and for a description; an annotated one
+    the first and the last."""
+    from ..ablation import ablated
+
+    obj = item.objects[0]
+    p = vlm.prepare(item.image, f"is there a {obj.name} ?")
+    rings = {r: p.geometry.tokens_for_mask(obj.mask, rings=r) for r in (0, 1, 2)}
+    questions = [f"is there a {obj.name} ?"]
+    if is_scene(item):
+        questions.append(f"what color is the {obj.shape} ?")
+    questions.append(DESCRIBE)
+    rows = []
+    for r, toks in rings.items():
+        for question in questions:
+            q = vlm.prepare(item.image, question)
+            with ablated(vlm, q, toks, vector=mean.vector):
+                after = vlm.generate(q, max_new_tokens=max_new_tokens).text
+            rows.append({"rings": r, "question": question,
+                         "answer": vlm.generate(q, max_new_tokens=max_new_tokens).text,
+                         "ablated answer": after})
+    return rings, pd.DataFrame(rows), p.geometry
+
+
+def noise_filtered(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's protocol: only the objects the model names and stops naming under noise
+    (``noise_filter_keep``); prints how many were kept. None kept: every object, said so."""
+    from .sense import nothing_to_report
+
+    objects = df.drop_duplicates(["item", "object"])
+    print(f"noise filter kept {int(objects.noise_filter_keep.sum())} of {len(objects)} objects")
+    if df.noise_filter_keep.any():
+        return df[df.noise_filter_keep]
+    nothing_to_report("the noise filter keeps no object (the model names none)",
+                      "Every object is kept instead.")
+    return df
+
+
+def paper_shape(table: pd.DataFrame) -> pd.DataFrame:
+    """``ablation.loss_table(df, by=("rule", "rings", "task"))`` in Table 1's shape: the share
+    lost per (rule, rings) row and task column, with the mean token count beside."""
+    shaped = table.pivot_table(index=["rule", "rings"], columns="task", values="lost")
+    shaped["tokens"] = table.groupby(["rule", "rings"]).n_tokens.first()
+    return shaped
+
+
+def p_drop_table(df: pd.DataFrame, rings: int = 1) -> pd.DataFrame:
+    """Mean probability drop at the first answer position per task, object + ``rings``: the
+    released rule (the top token's probability) and ours (the un-ablated answer's first token)."""
+    d = df[(df.rule == "object") & (df.rings == rings)]
+    return pd.DataFrame({"p_drop, top token (released)": (d.p_top_before - d.p_top_after)
+                         .groupby(d.task).mean(),
+                         "p_drop, answer token (ours)": (d.p_before - d.p_after)
+                         .groupby(d.task).mean()}).round(3)
+
+
+def high_norm_on_objects(vlm, items, question: str = DESCRIBE) -> tuple[float, str]:
+    """Share of each item's top-n norm image tokens (n = its objects' token count) lying on an
+    object, averaged over ``items``; and a note on the last item's object coverage."""
+    from ..ablation import choose_tokens, image_embedding_norms
+
+    overlap = []
+    for item in items:
+        q = vlm.prepare(item.image, question)
+        on_objects = set()
+        for o in item.objects:
+            on_objects |= set(q.geometry.tokens_for_mask(o.mask).tolist())
+        norms = image_embedding_norms(vlm, q)
+        top = choose_tokens("high-norm", len(on_objects), norms=norms, n_image=len(norms))
+        overlap.append(len(on_objects & set(top.tolist())) / max(len(on_objects), 1))
+    note = f"objects cover {len(on_objects)} of {len(norms)} tokens in the last scene"
+    return float(pd.Series(overlap).mean()), note
+
+
+def table_figures(table: pd.DataFrame) -> dict:
+    """``loss_table`` rows as the notebook summary's dicts, keyed "rule,rings,task": the share
+    lost (``lost``) and its denominator (``denominators``)."""
+    return {"lost": {f"{r.rule},{r.rings},{r.task}": r.lost for r in table.itertuples()},
+            "denominators": {f"{r.rule},{r.rings},{r.task}": r.n_correct_before
+                             for r in table.itertuples()}}
+

@@ -11,6 +11,11 @@ world's attributes. Benchmark items (CV-Bench, MMVP, MMStar) go through
 
 ``Config.heatmap`` is a ``heatmaps.HeatmapConfig``: its defaults are the
 only ones (the command line's iGOS flags are made from its fields).
+
+Over 450 lines because the finding's code stays in one module: below the run,
+notebook 05's worked example (``explain``, ``WorkedExample``, ``sanity_checks``,
+``questions_table``) and notebook 06's comparison of models (``zoo_runs``,
+``mean_maps``, ``design_scale_tests``) build on it.
 """
 
 from __future__ import annotations
@@ -242,3 +247,441 @@ def vs_paper(data) -> pd.DataFrame:
         ours["mass[igos] vs mass[random]"] = (f"{s['mass[igos]']:.2f} vs "
                                               f"{s.get('mass[random]', float('nan')):.2f}")
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- for notebook 06: the heatmaps finding over several models, maps averaged over noise seeds ---
+def zoo_runs(models, n: int, seed: int, heatmap: HeatmapConfig, noise_seeds: int, out,
+             max_new_tokens: int = 16, images=None, load=None) -> pd.DataFrame:
+    """``runner.run`` of this finding for each model and each noise seed 0..``noise_seeds``-1;
+    one row per (model, question): the answer, its correctness, iGOS+ mass and pointing
+    averaged over the seeds, and ``mask_files`` (one per seed). Prints one line per run.
+
+    ``load``: how a model name becomes a ``VLM`` (default ``vlmscope.load``).
+    """
+    from dataclasses import replace
+
+    from .. import runner
+    from ..models import load as load_model
+
+    load = load or load_model
+    frames = []
+    for name in models:
+        vlm = load(name)
+        for noise_seed in range(noise_seeds):
+            s, part = runner.run(NAME, vlm, n=n, seed=seed, out=out, images=images,
+                                 config=Config(max_new_tokens=max_new_tokens,
+                                               heatmap=replace(heatmap, seed=noise_seed)),
+                                 model_name=name, progress=False)
+            print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
+                "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
+            frames.append(part.assign(noise_seed=noise_seed))
+    runs = pd.concat(frames, ignore_index=True)
+    for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
+        if col not in runs:
+            runs[col] = np.nan
+    runs["question_id"] = runs["item"].astype(str) + "/" + runs["kind"]
+    answer = ["model", "question_id"]
+    df = runs[runs.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
+        runs.groupby(answer)[["igos_mass", "igos_pointing"]].mean().reset_index(), on=answer)
+    df["mask_files"] = df[answer].apply(tuple, axis=1).map(runs.groupby(answer)["mask_file"]
+                                                           .agg(list))
+    return df
+
+
+def mean_maps(df: pd.DataFrame, masks_dir) -> tuple[dict, list, list]:
+    """Per model, each question's importance map averaged over its noise seeds (None where the
+    answer was skipped), from ``zoo_runs`` rows and the store's ``masks`` folder.
+
+    Returns ``(maps: model -> list per question, question ids, seed agreement)``: the last is
+    the Spearman correlation of every pair of one answer's per-seed maps.
+    """
+    from itertools import combinations
+
+    from ..heatmaps import Heatmap
+    from ..stats import rank_correlation
+
+    qids = sorted(set(df.question_id))
+    maps = {m: [None] * len(qids) for m in dict.fromkeys(df.model)}
+    agreement = []
+    for row in df.itertuples():
+        files = [f for f in row.mask_files if isinstance(f, str) and f]
+        per_seed = [Heatmap.load(Path(masks_dir) / f).importance() for f in files]
+        if per_seed:
+            maps[row.model][qids.index(row.question_id)] = np.mean(per_seed, axis=0)
+        agreement += [rank_correlation(a, b) for a, b in combinations(per_seed, 2)]
+    return maps, qids, agreement
+
+
+def design_scale_tests(maps: dict, design: dict, scale: dict, questions, top_fraction: float = 0.1,
+                       n_permutations: int = 9999, seed: int = 0) -> dict:
+    """``stats.design_vs_scale`` with two similarities (top-``top_fraction`` IoU and Spearman),
+    or {} (said so) when the models do not span two designs and two scales."""
+    from functools import partial
+
+    from .. import stats
+    from .sense import nothing_to_report
+
+    if "unknown" in design.values() or len(set(design.values())) < 2 or len(set(scale.values())) < 2:
+        nothing_to_report(f"design versus scale needs zoo members of two designs and two scales; "
+                          f"this run has {', '.join(maps)}")
+        return {}
+    return {name: stats.design_vs_scale(maps, design, scale, similarity=fn, questions=questions,
+                                        n_permutations=n_permutations, seed=seed)
+            for name, fn in {"top-IoU": partial(stats.top_iou, fraction=top_fraction),
+                             "Spearman": stats.rank_correlation}.items()}
+
+
+def zoo_summary(models, n_scenes: int, noise_seeds: int, df: pd.DataFrame, agreement,
+                tests: dict) -> dict:
+    """Notebook 06's summary figures (before ``write_summary``)."""
+    scored = df[df.skipped == ""]
+    return {"models": list(models), "n_scenes": n_scenes, "noise_seeds": noise_seeds,
+            "seed_agreement_median": float(np.median(agreement)) if agreement else None,
+            "answers": int(len(df)), "scored": int(len(scored)),
+            "skipped": int((df.skipped != "").sum()),
+            "accuracy": {m: float(g.correct.mean()) for m, g in df.groupby("model")},
+            "design_vs_scale": {k: {kk: (vv if not isinstance(vv, float) or np.isfinite(vv) else None)
+                                    for kk, vv in v.summary().items() if not isinstance(vv, tuple)}
+                                for k, v in tests.items()}}
+
+
+ZOO_PAPER = (
+    ("focus plausibility does not always go with correctness",
+     "yes (qualitative and statistical; tests not named)"),
+    ("vision design changes the focus more than LLM scale", "yes"),
+)
+
+
+def zoo_vs_paper(focus: pd.DataFrame, tests: dict, nonsense: str | None = None) -> pd.DataFrame:
+    """Notebook 06's two findings beside the paper's (Xing et al. 2025), one row each: columns
+    quantity, ours, paper, paper_model, note.
+
+    ``focus``: ``stats.compare_frame`` rows (igos_mass by correctness, per model);
+    ``tests``: ``design_scale_tests`` (its "top-IoU" test is reported).
+    """
+    parts = []
+    for r in focus[focus.value == "igos_mass"].itertuples() if not nonsense else ():
+        if r.n_b == 0 or r.n_a == 0:
+            parts.append(f"{r.model}: no {'incorrect' if r.n_b == 0 else 'correct'} answers")
+        else:
+            parts.append(f"{r.model}: mass {r.mean_a:.2f} (right, n={r.n_a}) vs {r.mean_b:.2f} "
+                         f"(wrong, n={r.n_b}), p = {r.p_mannwhitney:.2g}")
+    t = tests.get("top-IoU")
+    rel = t.by_relation().set_index("relation")["mean"].round(3).to_dict() if t else {}
+    ours = ["; ".join(parts) if not nonsense else f"nothing to compare: {nonsense}",
+            f"top-IoU by relation {rel}; same design - same scale difference {t.observed:.3f} "
+            f"[{t.ci_low:.3f}, {t.ci_high:.3f}], p = {t.p_value:.3g}" if t
+            else "nothing to compare: one design or one scale only"]
+    notes = ["mean iGOS+ mass in the asked object, right vs wrong answers (Mann-Whitney U)",
+             "within-question permutation test on the top-IoU of model pairs' maps"]
+    return pd.DataFrame([{"quantity": q, "ours": o, "paper": p,
+                          "paper_model": "several VLMs on CV-Bench, MMVP, MMStar", "note": n}
+                         for (q, p), o, n in zip(ZOO_PAPER, ours, notes)],
+                        columns=["quantity", "ours", "paper", "paper_model", "note"])
+
+
+# --- for notebook 05: one question explained step by step, its checks, and many questions ---
+BASELINE_KINDS = ("blur", "black", "noise")
+
+
+@dataclass
+class WorkedExample:
+    """One question explained with iGOS+ (``explain``), and the notebook's checks on it.
+
+    Holds the scene, question, prepared input, answer, the baselines (blur, black,
+    noise), the token selection (``nonsense``: why it is not a finding, or None)
+    and the heatmap with its per-iteration history. Each check's result is kept
+    in ``results`` for ``summary``.
+    """
+
+    vlm: object = field(repr=False)
+    scene: object
+    question: object
+    prepared: object = field(repr=False)
+    answer: object
+    config: HeatmapConfig
+    baselines: dict = field(repr=False)
+    selection: object
+    nonsense: str | None
+    heatmap: object = field(repr=False)
+    seed: int = 0  # the scene's seed; also the random map's
+    results: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> np.ndarray:
+        """The asked object's mask."""
+        return self.question.target.mask
+
+    def maps(self) -> dict:
+        """iGOS+, attention, input gradient and a uniform random map (seeded by ``seed``), as
+        importance."""
+        from .. import heatmaps as H
+
+        if "maps" not in self.results:
+            rng = np.random.default_rng(self.seed)
+            self.results["maps"] = {
+                "iGOS+": self.heatmap.importance(),
+                "attention": H.attention_saliency(self.vlm, self.prepared, self.selection),
+                "gradient": H.gradient_saliency(self.vlm, self.prepared, self.selection),
+                "random": rng.random(self.target.shape)}
+        return self.results["maps"]
+
+    def scores(self) -> pd.DataFrame:
+        """Pointing game and mass in the asked object of each map (rows: maps)."""
+        from ..heatmaps import plausibility
+
+        return pd.DataFrame({k: plausibility(m, self.target) for k, m in self.maps().items()}).T
+
+    def score_captions(self) -> dict:
+        """Per map, "mass M, pointing P" (a caption under each heatmap panel)."""
+        return {k: f"mass {s.mass:.2f}, pointing {s.pointing}" for k, s in self.scores().iterrows()}
+
+    def faithfulness_table(self) -> pd.DataFrame:
+        """Deletion and insertion score of each map (rows: maps)."""
+        return pd.DataFrame({k: {"deletion": f.deletion, "insertion": f.insertion}
+                             for k, f in self.faithfulness().items()}).T
+
+    def faithfulness(self) -> dict:
+        """Deletion and insertion curves of each map (iGOS+ its own mask; the others pooled
+        to the mask grid): name -> ``heatmaps.Faithfulness``."""
+        from .. import heatmaps as H
+
+        def cells(m):  # any importance map -> a coarse "mask" (low = important)
+            import torch
+
+            t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+            return 1 - torch.nn.functional.adaptive_avg_pool2d(t, self.config.size)[0, 0].numpy()
+
+        if "curves" not in self.results:
+            self.results["curves"] = {
+                k: H.faithfulness(self.vlm, self.prepared, self.selection,
+                                  self.heatmap.mask if k == "iGOS+" else cells(m), config=self.config)
+                for k, m in self.maps().items()}
+        return self.results["curves"]
+
+    def tie_orders(self, n: int = 5) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+        """How much the deletion/insertion scores move over ``n`` random orders of tied mask
+        cells, per definition (released, ours): ``(share of cells sharing the commonest value,
+        score range per definition, every score)``."""
+        from ..heatmaps import faithfulness
+
+        mask = self.heatmap.mask
+        tied = float(np.unique(mask, return_counts=True)[1].max() / mask.size)
+        rows = []
+        for definition in ("released", "ours"):
+            for t in [None] + list(range(n)):
+                f = faithfulness(self.vlm, self.prepared, self.selection, mask, config=self.config,
+                                 definition=definition, tie_seed=t)
+                rows.append({"definition": definition,
+                             "tie order": "index" if t is None else f"random {t}",
+                             "deletion": f.deletion, "insertion": f.insertion})
+        ties = pd.DataFrame(rows)
+        spread = ties.groupby("definition")[["deletion", "insertion"]].agg(lambda v: v.max() - v.min())
+        self.results["ties"] = (tied, spread)
+        return tied, spread, ties.pivot(index="tie order", columns="definition",
+                                        values=["deletion", "insertion"])
+
+    def switches(self) -> pd.DataFrame:
+        """Each of vlmscope's choices, one at a time away from the reference preset, and the
+        whole "vlmscope" preset, on this question (``heatmaps.compare_configs``)."""
+        from dataclasses import replace
+
+        from ..heatmaps import compare_configs
+
+        c = self.config
+        ref = HeatmapConfig.preset("reference", iterations=c.iterations, ig_iter=c.ig_iter,
+                                   size=c.size)
+        variants = {"reference": ref,
+                    "line search (Armijo)": replace(ref, step="armijo"),
+                    "noise seed per path image": replace(ref, noise_seeds="per-image"),
+                    "SDPA attention": replace(ref, attn_implementation="sdpa"),
+                    "vlmscope bilateral TV": replace(ref, btv="ours"),
+                    "vlmscope preset": HeatmapConfig.preset("vlmscope", iterations=c.iterations,
+                                                            ig_iter=c.ig_iter, size=c.size)}
+        table = compare_configs(self.vlm, self.prepared, self.selection, variants,
+                                target=self.target)
+        self.results["switches"] = table
+        return table
+
+    def noise_seeds(self, seeds=(0, 1, 2)) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The same question under other noise seeds: plausibility per seed, and the Spearman
+        correlation of every pair of masks."""
+        from dataclasses import replace
+        from itertools import combinations
+
+        from ..heatmaps import igos, plausibility
+        from ..stats import rank_correlation
+
+        runs = {0: self.heatmap} if self.config.seed == 0 else {}
+        for s in seeds:
+            if s not in runs:
+                runs[s] = igos(self.vlm, self.prepared, self.answer, replace(self.config, seed=s),
+                               selection=self.selection)
+        per_seed = pd.DataFrame([{"seed": s, **plausibility(r.importance(), self.target)}
+                                 for s, r in runs.items()]).set_index("seed")
+        pairs = pd.DataFrame([{"seeds": f"{a} vs {b}",
+                               "spearman": rank_correlation(runs[a].mask, runs[b].mask)}
+                              for a, b in combinations(runs, 2)])
+        self.results["noise"] = (per_seed, pairs)
+        return per_seed, pairs
+
+    def summary(self, model: str, preset: str, questions: pd.DataFrame, n_skipped: int,
+                sanity: "Sanity") -> dict:
+        """Notebook 05's summary (before ``write_summary``): this question's figures, the
+        checks run on it, ``sanity`` and the many-questions table (``questions_table``)."""
+        by_map = questions.groupby("map")[["pointing", "mass", "area"]].mean()
+        curves = self.faithfulness()
+        tied, spread = self.results["ties"]
+        per_seed, pairs = self.results["noise"]
+        switch_table = self.results["switches"]
+        sel = self.selection
+        return {"model": model, "question": self.question.text, "answer": self.answer.text,
+                "selected": [sel.tokens[i] for i in sel.positions],
+                "n_scored": int(questions["item"].nunique()) if len(questions) else 0,
+                "n_skipped": n_skipped,
+                "mass": {k: float(v) for k, v in by_map["mass"].items()},
+                "pointing": {k: float(v) for k, v in by_map["pointing"].items()},
+                "area": float(by_map["area"].mean()) if len(questions) else None,
+                "deletion": {k: f.deletion for k, f in curves.items()},
+                "insertion": {k: f.insertion for k, f in curves.items()},
+                "sanity": sanity.figures(),
+                "noise_seeds": {"mass": {int(k): float(v) for k, v in per_seed["mass"].items()},
+                                "spearman_min": float(pairs["spearman"].min())},
+                "preset": preset, "tied_share": tied,
+                "tie_order_range": {d: {k: float(v) for k, v in r.items()}
+                                    for d, r in spread.to_dict("index").items()},
+                "switches": {k: {c: (None if pd.isna(v) else v.item() if isinstance(v, np.generic)
+                                     else v) for c, v in r.items()}
+                             for k, r in switch_table.to_dict("index").items()}}
+
+
+def explain(vlm, seed: int, kind: str = "color", config: HeatmapConfig = HeatmapConfig(),
+            max_new_tokens: int = 64) -> WorkedExample:
+    """Answer the synthetic world's ``kind`` question (about one object) on the scene of
+    ``World().samples(1, seed)``, select the visually relevant tokens against the blurred
+    baseline and optimise iGOS+ keeping each iteration's mask. A model whose answer the
+    image does not move, or a wrong answer, gets ``nonsense`` (every token explained, for a
+    demonstration)."""
+    from ..datasets.synthetic import World
+    from ..heatmaps import igos, make_baseline
+    from ..pixels import image_tensor
+    from .sense import explainable_selection
+
+    scene, [question] = next(World().samples(1, seed=seed, kinds=(kind,)))
+    if question.target is None:
+        raise ValueError(f"question kind {kind!r} asks about no single object; use 'color', "
+                         "'shape', 'where' or 'exists'")
+    prepared = vlm.prepare(scene.image, question.text)
+    answer = vlm.generate(prepared, max_new_tokens=max_new_tokens)
+    image = image_tensor(scene.image)
+    baselines = {k: make_baseline(image, k, seed=0, uint8=config.blur_uint8) for k in BASELINE_KINDS}
+    selection, nonsense = explainable_selection(vlm, prepared, answer, baselines["blur"], config)
+    if answer.text.strip() != question.answer:
+        nonsense = nonsense or f"the answer {answer.text!r} is wrong (truth {question.answer!r})"
+    hm = igos(vlm, prepared, answer, config, selection=selection, keep_history=True)
+    if hm.mask is None:
+        raise ValueError(f"this sample was skipped: {hm.skipped}; try another seed")
+    return WorkedExample(vlm, scene, question, prepared, answer, config, baselines, selection,
+                         nonsense, hm, seed)
+
+
+@dataclass
+class Sanity:
+    """Adebayo et al.'s two checks on one one-object scene (``sanity_checks``)."""
+
+    table: pd.DataFrame  # scene, answer, mass on the original place, mass on the new place
+    panels: dict  # title -> (image, importance, target) for ``plots.heatmap_checks``
+    rho: float  # Spearman of the trained and the random-weight maps
+    area: float  # the object's share of the image
+
+    def figures(self) -> dict:
+        return {"mass_original_place": float(self.table.iloc[0, 2]),
+                "mass_moved_to": float(self.table.iloc[1, 3]),
+                "mass_moved_from": float(self.table.iloc[1, 2]),
+                "rank_correlation_random_weights": float(self.rho)}
+
+
+def sanity_checks(vlm, seed: int, config: HeatmapConfig = HeatmapConfig()) -> Sanity:
+    """Move the object (the map must follow) and randomise the weights (the map must change)
+    on a one-object synthetic scene seeded ``seed``, asked for its colour."""
+    import torch
+
+    from ..datasets.synthetic import World, move_object
+    from ..heatmaps import igos, plausibility, randomised
+    from ..stats import rank_correlation
+    from .sense import explainable_selection
+
+    lone = World().scene(seed=seed, n_objects=1)
+    obj = lone.objects[0]
+    ys, xs = np.nonzero(obj.mask)
+    moved = move_object(lone, 0, 21 if xs.mean() < 32 else -21, 21 if ys.mean() < 32 else -21)
+    question = f"what color is the {obj.shape} ?"
+    rows, shown = [], {}
+    for name, sc in (("original", lone), ("object moved", moved)):
+        p = vlm.prepare(sc.image, question)
+        g = vlm.generate(p)
+        r = igos(vlm, p, g, config, selection=explainable_selection(vlm, p, g, config=config)[0])
+        if r.mask is None:
+            raise ValueError(f"the sanity check's {name} scene was skipped: {r.skipped}")
+        shown[name] = r.importance()
+        rows.append({"scene": name, "answer": "".join(r.selection.tokens),
+                     "mass on the original place": plausibility(r.importance(), obj.mask)["mass"],
+                     "mass on the new place": plausibility(r.importance(),
+                                                           moved.objects[0].mask)["mass"]})
+        if name == "original":
+            sel, p_lone = r.selection, p
+    r_rand = igos(randomised(vlm, seed=0), p_lone, torch.tensor(sel.answer_ids), config,
+                  selection=sel)
+    rho = rank_correlation(shown["original"], r_rand.importance())
+    rows.append({"scene": "original, random weights", "answer": "".join(sel.tokens),
+                 "mass on the original place": plausibility(r_rand.importance(), obj.mask)["mass"],
+                 "mass on the new place": float("nan")})
+    panels = {"trained": (lone.image, shown["original"], obj.mask),
+              "object moved": (moved.image, shown["object moved"], moved.objects[0].mask),
+              f"random weights (Spearman {rho:.2f} with trained)":
+                  (lone.image, r_rand.importance(), obj.mask)}
+    return Sanity(pd.DataFrame(rows), panels, float(rho), float(obj.mask.mean()))
+
+
+MAP_NAMES = {"igos": "iGOS+", "attention": "attention", "gradient": "gradient", "random": "random"}
+
+
+def questions_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """This finding's rows as notebook 05's tables: one row per (question answered right and
+    explained, map) with pointing, mass and area; and the other questions with the reason."""
+    cols = ["item", "question", "map", "pointing", "mass", "area"]
+    if df.empty:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=["item", "question", "reason"])
+    right = df.correct.astype(bool)
+    explained = right & (df.skipped == "")
+    rows = [{"item": r["item"], "question": r["question"], "map": label,
+             "pointing": r[f"{m}_pointing"], "mass": r[f"{m}_mass"], "area": r["area"]}
+            for _, r in df[explained].iterrows() for m, label in MAP_NAMES.items()]
+    reasons = np.where(right, df.skipped, "answered " + df.answer.map(repr) + ", truth "
+                       + df.truth.map(repr))
+    skipped = pd.DataFrame({"item": df["item"], "question": df.question, "reason": reasons})[~explained]
+    return pd.DataFrame(rows, columns=cols), skipped.reset_index(drop=True)
+
+
+def example_vs_paper(summary: dict) -> pd.DataFrame:
+    """Notebook 05's comparison with Xing et al. (2025), from its summary: faithfulness of
+    iGOS+ against attention and gradient maps on the worked question (the paper finds iGOS+
+    more faithful; qualitative here), and plausibility on the asked object over the scored
+    questions (the paper has no ground-truth region). Columns quantity, ours, paper,
+    paper_model, note."""
+    def per_map(d):
+        return "; ".join(f"{k} {v:.2f}" for k, v in d.items() if v is not None) or "-"
+
+    rows = [("deletion (lower: more faithful)", per_map(summary.get("deletion", {})),
+             "iGOS+ lower than attention and gradient", "this question's selected tokens"),
+            ("insertion (higher: more faithful)", per_map(summary.get("insertion", {})),
+             "iGOS+ higher than attention and gradient", "this question's selected tokens"),
+            ("pointing game on the asked object", per_map(summary.get("pointing", {})),
+             None, f"over {summary.get('n_scored', 0)} questions answered right; no region "
+                   "in the paper"),
+            ("mass in the asked object", per_map(summary.get("mass", {})), None,
+             f"a uniform map gets the object's area ({summary.get('area') or 0:.2f})")]
+    return pd.DataFrame([{"quantity": q, "ours": o, "paper": p,
+                          "paper_model": "LLaVA-1.5 and other VLMs" if p else "", "note": n}
+                         for q, o, p, n in rows],
+                        columns=["quantity", "ours", "paper", "paper_model", "note"])

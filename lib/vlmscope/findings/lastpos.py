@@ -107,3 +107,32 @@ def vs_paper(data) -> pd.DataFrame:
     else:
         ours = {q: data.get(q) for q in PAPER.quantity}
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- for notebook 09: one question in detail, the run's table as summary figures ---
+def example(vlm, item) -> tuple[str, str, pd.DataFrame]:
+    """One question of ``item`` (a scene's first object's colour question, or an annotated
+    image's first question as ``run`` asks it) under every cut, in the paper's and the
+    sliding windows: ``(question, answer, rows of lastpos.lastpos_knockout)``."""
+    from ..lastpos import CONDITIONS, OURS, lastpos_knockout, paper_windows, sliding_windows
+    from ..words import answer_ids
+
+    if is_scene(item):
+        o = item.objects[0]
+        o, q, truth = o, f"what color is the {o.shape} ?", o.color
+    else:
+        o, q, truth = record_questions(item)[0]
+    L = vlm.adapter.n_layers
+    p = vlm.prepare(item.image, q)
+    answer = answer_ids(vlm.tokenizer, vlm.chat_text(q), truth)[0]
+    return q, truth, lastpos_knockout(vlm, p, answer, o.mask, {**paper_windows(L),
+                                                               **sliding_windows(L)},
+                                      CONDITIONS + OURS)
+
+
+def table_figures(table: pd.DataFrame) -> dict:
+    """``lastpos.summary_table`` rows as the notebook summary's dicts, keyed "condition,window":
+    relative_accuracy, p_drop (released) and p_drop_answer (ours)."""
+    return {col: {f"{r.condition},{r.window}": getattr(r, col) for r in table.itertuples()}
+            for col in ("relative_accuracy", "p_drop", "p_drop_answer")}
+

@@ -96,3 +96,73 @@ def vs_paper(data) -> pd.DataFrame:
         ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
         notes["best_layer_fraction"] = f"hidden state {s['best_layer'] + 1} of {L + 1}"
     return ours_vs_paper(PAPER, ours, notes)
+
+
+# --- for notebook 08: one scene in detail, and what object patches read as instead ---
+@dataclass
+class Example:
+    """One item read through the lens: its first object, the prompt, the lens result (top 5
+    per position) and the object's image tokens (``run``'s rings 0)."""
+
+    item: object
+    object: object
+    prepared: object
+    result: object
+    tokens: object
+
+    def words_by_layer(self, top: int = 3) -> pd.DataFrame:
+        """Per layer, the ``top`` most common top-1 words over the object's patches (word, count)."""
+        from collections import Counter
+
+        res = self.result
+        return pd.DataFrame({f"layer {layer}": pd.Series(Counter(res.top_tokens(layer)[i]
+                                                                 for i in self.tokens)
+                                                         .most_common(top), dtype=object)
+                             for layer in range(res.n_layers)}).T.rename(
+            columns=lambda c: f"#{c + 1} (word, patches)")
+
+
+def example(vlm, item, cfg: Config = Config(), k: int = 5) -> Example:
+    """``item``'s first object read through the lens at every layer (its naming words: a
+    scene's colour and shape, an annotated object's single-token name words)."""
+    from types import SimpleNamespace
+
+    from ..lens import image_lens
+
+    obj = item.objects[0]
+    p = vlm.prepare(item.image, cfg.question)
+    if is_scene(item):
+        words = [obj.color, obj.shape]
+    else:  # the lens reads single-token words only
+        words = _single_token_words(SimpleNamespace(tokenizer=vlm.tokenizer), obj.words)
+    res = image_lens(vlm, p, k=k, words=words)
+    return Example(item, obj, p, res, p.geometry.tokens_for_mask(obj.mask))
+
+
+def per_layer(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean shares per rings and layer (``share``; ``share_color``/``share_shape`` on scenes)."""
+    cols = [c for c in ("share", "share_color", "share_shape") if c in df]
+    return df.groupby(["rings", "layer"])[cols].mean()
+
+
+def reads_as(vlm, layer: int, n: int = 8, images=None, first_seed: int = 1000,
+             cfg: Config = Config()):
+    """What the objects' patches read as at ``layer``: a ``Counter`` of top-1 lens words
+    (``most_common(10)`` for a table) over ``n`` synthetic scenes seeded ``first_seed``,
+    ``first_seed + 1``, ... (other scenes than the run's), or the first ``n`` of ``images``."""
+    from collections import Counter
+
+    from ..datasets.folder import load_images
+    from ..datasets.synthetic import World
+    from ..lens import image_lens
+
+    items = (load_images(images, n) if images
+             else [World().scene(seed=first_seed + i) for i in range(n)])
+    what = Counter()
+    for item in items:
+        q = vlm.prepare(item.image, cfg.question)
+        r = image_lens(vlm, q, k=1)
+        for o in item.objects:
+            what.update(r.top_tokens(layer)[t] for t in q.geometry.tokens_for_mask(o.mask))
+    return what
+

@@ -1,0 +1,72 @@
+"""The finding modules' helpers for notebooks 05-09: tables and summaries from known rows."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlmscope.findings import ablation, heatmaps, lastpos, lens
+
+
+def test_lastpos_table_figures_key_each_cell_by_condition_and_window():
+    table = pd.DataFrame({"condition": ["object+1", "object+1", "last row: rest"],
+                          "window": ["15-24", "all", "all"], "relative_accuracy": [0.5, 0.25, 1.0],
+                          "n_questions": [4, 4, 4], "p_drop": 0.1, "p_drop_answer": 0.2})
+    figs = lastpos.table_figures(table)
+    assert figs["relative_accuracy"] == {"object+1,15-24": 0.5, "object+1,all": 0.25,
+                                         "last row: rest,all": 1.0}
+    assert figs["p_drop_answer"]["object+1,all"] == 0.2
+
+
+def test_lens_per_layer_averages_the_shares_a_run_has():
+    df = pd.DataFrame({"object": "a", "rings": [0, 0, 0, 1, 1, 1], "layer": [0, 1, 2] * 2,
+                       "share": [0.1, 0.4, 0.2, 0.9, 0.9, 0.9], "share_color": 0.0,
+                       "share_shape": 0.0})
+    np.testing.assert_allclose(lens.per_layer(df).loc[0].share, [0.1, 0.4, 0.2])
+    assert list(lens.per_layer(df.drop(columns=["share_color", "share_shape"]))) == ["share"]
+
+
+def test_ablation_summary_figures_and_paper_shape_follow_the_loss_table():
+    table = pd.DataFrame({"rule": ["object", "random"], "rings": [1, 1], "task": ["vqa", "vqa"],
+                          "lost": [0.75, 0.0], "n_correct_before": [4, 4], "n_tokens": [9.0, 9.0]})
+    figs = ablation.table_figures(table)
+    assert figs == {"lost": {"object,1,vqa": 0.75, "random,1,vqa": 0.0},
+                    "denominators": {"object,1,vqa": 4, "random,1,vqa": 4}}
+    shaped = ablation.paper_shape(table)
+    assert shaped.loc[("object", 1), "vqa"] == 0.75 and shaped.loc[("object", 1), "tokens"] == 9.0
+
+
+def test_heatmaps_questions_table_scores_right_answers_and_gives_reasons_for_the_rest():
+    row = {f"{m}_{k}": v for m in ("igos", "attention", "gradient", "random")
+           for k, v in (("pointing", 1.0), ("mass", 0.5))}
+    df = pd.DataFrame([
+        {"item": 0, "question": "q0", "answer": "red", "truth": "red", "correct": True,
+         "skipped": "", "area": 0.1, **row},
+        {"item": 1, "question": "q1", "answer": "blue", "truth": "red", "correct": False,
+         "skipped": "", "area": 0.1, **row},
+        {"item": 2, "question": "q2", "answer": "red", "truth": "red", "correct": True,
+         "skipped": "no token selected", "area": 0.1}])
+    table, skipped = heatmaps.questions_table(df)
+    assert table["item"].unique().tolist() == [0]
+    assert sorted(table["map"]) == ["attention", "gradient", "iGOS+", "random"]
+    assert skipped.reason.tolist() == ["answered 'blue', truth 'red'", "no token selected"]
+    empty, none = heatmaps.questions_table(df.iloc[:0])
+    assert empty.empty and none.empty and "map" in empty
+
+
+def test_heatmaps_zoo_vs_paper_says_when_there_is_nothing_to_compare():
+    t = heatmaps.zoo_vs_paper(pd.DataFrame(columns=["value"]), {}, nonsense="answers are nonsense")
+    assert t.ours.tolist() == ["nothing to compare: answers are nonsense",
+                               "nothing to compare: one design or one scale only"]
+    focus = pd.DataFrame([{"value": "igos_mass", "model": "m", "n_a": 3, "n_b": 0, "mean_a": 0.5,
+                           "mean_b": np.nan, "p_mannwhitney": np.nan}])
+    assert heatmaps.zoo_vs_paper(focus, {}).ours[0] == "m: no incorrect answers"
+
+
+@pytest.mark.parametrize("summary,want", [
+    ({"deletion": {"iGOS+": 0.1, "attention": 0.3}, "n_scored": 2, "area": 0.05},
+     "iGOS+ 0.10; attention 0.30"),
+    ({}, "-")])
+def test_heatmaps_example_vs_paper_lists_every_maps_score(summary, want):
+    t = heatmaps.example_vs_paper(summary).set_index("quantity")
+    assert t.loc["deletion (lower: more faithful)", "ours"] == want
+    assert pd.isna(t.loc["pointing game on the asked object", "paper"])
