@@ -1,6 +1,10 @@
 """Figures from results: each function takes data and returns a matplotlib ``Figure``.
 
 No computing happens here beyond arranging values for display.
+
+Every figure the notebooks draw lives in this one module (one place to make
+them legible and consistent), in blocks by notebook; that is why it is longer
+than the library's other modules.
 """
 
 from __future__ import annotations
