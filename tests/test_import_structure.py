@@ -7,8 +7,11 @@ interpreter, not from a reader), to the module it names.
 ``import_graph(deferred=False, packages=True)`` is what runs while a module is
 imported: its module-level imports, and the packages their targets sit in
 (importing ``vlmscope.testing.tiny`` runs ``vlmscope/testing/__init__.py``
-first). The root package ``vlmscope`` is left out: every module is imported
-through it.
+first). ``import_graph(packages=True)`` is both: every import, deferred or
+not, with the packages it runs; a cycle there is one that waits for the
+right call (a deferred ``from .datasets.synthetic import ...`` runs
+``datasets/__init__``, which imports whatever that imports). The root package
+``vlmscope`` is left out: every module is imported through it.
 """
 
 from __future__ import annotations
@@ -133,6 +136,25 @@ def test_the_cycle_finder_finds_cycles_and_only_cycles(tmp_path):
     assert find_cycle(at_import) == ["lib.a", "lib.sub", "lib.sub.c", "lib.a"]
 
 
+def test_a_cycle_through_a_package_init_and_a_deferred_import_is_found(tmp_path):
+    """``j`` defers an import of ``d.s``; ``d/__init__`` imports ``d.c`` eagerly; ``d.c``
+    imports ``j``: no module imports another in a cycle, nothing cycles at import time,
+    yet calling ``j.f`` first runs ``d/__init__``, ``d.c`` and ``j`` again."""
+    pkg = tmp_path / "lib"
+    (pkg / "d").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "j.py").write_text("def f():\n    from .d.s import g\n")
+    (pkg / "d" / "__init__.py").write_text("from .c import h\n")
+    (pkg / "d" / "s.py").write_text("")
+    (pkg / "d" / "c.py").write_text("from ..j import f\n")
+    assert find_cycle(import_graph(pkg)) is None
+    assert find_cycle(import_graph(pkg, deferred=False, packages=True)) is None
+    assert find_cycle(import_graph(pkg, packages=True)) == ["lib.d", "lib.d.c", "lib.j", "lib.d"]
+    (pkg / "d" / "c.py").write_text("from .s import g\n")  # the shared piece moves below both
+    import_graph.cache_clear()
+    assert find_cycle(import_graph(pkg, packages=True)) is None
+
+
 def test_no_import_cycle_between_library_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
@@ -141,6 +163,11 @@ def test_no_import_cycle_between_library_modules():
 def test_no_import_cycle_while_importing():
     cycle = find_cycle(import_graph(deferred=False, packages=True))
     assert cycle is None, "import cycle at import time: " + " -> ".join(cycle)
+
+
+def test_no_import_cycle_between_packages_counting_deferred_imports():
+    cycle = find_cycle(import_graph(packages=True))
+    assert cycle is None, "import cycle through a package: " + " -> ".join(cycle)
 
 
 FAMILY_MODULES = sorted(n for n in modules() if n.startswith("vlmscope.adapters.")

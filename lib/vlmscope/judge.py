@@ -28,60 +28,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-# COCO's 80 names with common synonyms (each maps to the canonical name)
-COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "person": ("person", "people", "man", "men", "woman", "women", "boy", "girl", "child",
-               "children", "kid", "player", "guy", "lady", "persons"),
-    "bicycle": ("bicycle", "bike"), "car": ("car", "automobile", "sedan"),
-    "motorcycle": ("motorcycle", "motorbike"), "airplane": ("airplane", "aeroplane", "plane", "jet"),
-    "bus": ("bus",), "train": ("train",), "truck": ("truck", "lorry"), "boat": ("boat", "ship"),
-    "traffic light": ("traffic light",), "fire hydrant": ("fire hydrant", "hydrant"),
-    "stop sign": ("stop sign",), "parking meter": ("parking meter",), "bench": ("bench",),
-    "bird": ("bird",), "cat": ("cat", "kitten"), "dog": ("dog", "puppy"), "horse": ("horse",),
-    "sheep": ("sheep", "lamb"), "cow": ("cow", "cattle"), "elephant": ("elephant",),
-    "bear": ("bear",), "zebra": ("zebra",), "giraffe": ("giraffe",), "backpack": ("backpack",),
-    "umbrella": ("umbrella",), "handbag": ("handbag", "purse"), "tie": ("tie", "necktie"),
-    "suitcase": ("suitcase", "luggage"), "frisbee": ("frisbee",), "skis": ("skis", "ski"),
-    "snowboard": ("snowboard",), "sports ball": ("ball", "football", "soccer ball", "baseball"),
-    "kite": ("kite",), "baseball bat": ("baseball bat", "bat"),
-    "baseball glove": ("baseball glove", "glove", "mitt"), "skateboard": ("skateboard",),
-    "surfboard": ("surfboard",), "tennis racket": ("tennis racket", "racket", "racquet"),
-    "bottle": ("bottle",), "wine glass": ("wine glass",), "cup": ("cup", "mug"),
-    "fork": ("fork",), "knife": ("knife", "knives"), "spoon": ("spoon",), "bowl": ("bowl",),
-    "banana": ("banana",), "apple": ("apple",), "sandwich": ("sandwich",),
-    "orange": ("orange",), "broccoli": ("broccoli",), "carrot": ("carrot",),
-    "hot dog": ("hot dog",), "pizza": ("pizza",), "donut": ("donut", "doughnut"),
-    "cake": ("cake",), "chair": ("chair",), "couch": ("couch", "sofa"),
-    "potted plant": ("potted plant", "plant", "houseplant"), "bed": ("bed",),
-    "dining table": ("dining table", "table"), "toilet": ("toilet",), "tv": ("tv", "television"),
-    "laptop": ("laptop", "computer"), "mouse": ("mouse",), "remote": ("remote", "remote control"),
-    "keyboard": ("keyboard",), "cell phone": ("cell phone", "phone", "cellphone", "smartphone"),
-    "microwave": ("microwave",), "oven": ("oven",), "toaster": ("toaster",), "sink": ("sink",),
-    "refrigerator": ("refrigerator", "fridge"), "book": ("book",), "clock": ("clock",),
-    "vase": ("vase",), "scissors": ("scissors",), "teddy bear": ("teddy bear", "teddy"),
-    "hair drier": ("hair drier", "hair dryer"), "toothbrush": ("toothbrush",),
-}
-
-_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child",
-              "knives": "knife", "mice": "mouse", "geese": "goose", "teeth": "tooth",
-              "buses": "bus", "neckties": "necktie", "tvs": "tv"}
+# the COCO vocabulary lives with the data set's words; importable from here as before
+from .datasets.coco_names import COCO_SYNONYMS, singular
+from .datasets.synthetic import is_synthetic, parse_description
 
 
 def words(text: str) -> list[str]:
     """Lower-case whole words."""
     return re.findall(r"[a-z]+", text.lower())
-
-
-def singular(word: str) -> str:
-    if word in _IRREGULAR:
-        return _IRREGULAR[word]
-    # "-ses" is ambiguous (horses, cases vs. glasses): only "-sses" loses "es"
-    for suf, rep in (("ies", "y"), ("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("xes", "x")):
-        if word.endswith(suf) and len(word) > len(suf) + 2:
-            return word[: -len(suf)] + rep
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    return word
 
 
 @dataclass(frozen=True)
@@ -133,8 +87,6 @@ class ExactJudge:
     name = "exact"
 
     def objects(self, text: str) -> set:
-        from .datasets.synthetic import parse_description
-
         return parse_description(text)
 
     def compare(self, predicted: str, reference: str) -> dict:
@@ -154,8 +106,6 @@ class IdentityJudge:
     name = "identity"
 
     def objects(self, text: str) -> set:
-        from .datasets.synthetic import parse_description
-
         return {shape for _colour, shape, *_place in parse_description(text)}
 
     def compare(self, predicted: str, reference: str) -> dict:
@@ -317,8 +267,6 @@ def judge_for(data, identity: bool = False):
     ``identity=True``; annotated images get their objects' names (with the
     words naming them); any other image the COCO vocabulary.
     """
-    from .datasets.synthetic import is_synthetic
-
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if all(is_synthetic(d) or hasattr(d, "object_by") for d in items):
         return IdentityJudge() if identity else ExactJudge()

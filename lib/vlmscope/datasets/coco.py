@@ -59,8 +59,8 @@ would, so samples of one seed are nested); ``limit`` then keeps the first
 pycocotools is an optional dependency (``pip install vlmscope[coco]``); it
 decodes the masks (polygons and RLE, compressed or not).
 
-One module because the filter, its per-rule counts, the masks and the object
-words are one reading of one annotation file (a little over 450 lines).
+The words that name a category (``object_words``, re-exported here) are in
+``coco_names.py``, the vocabulary the judges use too.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..judge import _IRREGULAR, COCO_SYNONYMS, singular
 from ..images import ImageError, to_rgb
+from .coco_names import object_words
 
 __all__ = ["CocoError", "CocoItem", "CocoSelection", "FILTER_RULES", "load_coco",
            "object_words"]
@@ -101,53 +101,6 @@ def _mask_utils():
         raise ImportError(f"COCO masks need pycocotools, an optional dependency of vlmscope: "
                           f"{INSTALL_HINT} (or pip install pycocotools)") from e
     return mask_utils
-
-
-# ------------------------------------------------------------------ object names
-_PLURAL_OF = {v: k for k, v in _IRREGULAR.items()}  # person -> people, knife -> knives, ...
-_UNCOUNTABLE = {"sheep", "cattle", "broccoli", "luggage", "deer", "fish", "aircraft"}
-
-
-def _plural(phrase: str) -> str:
-    """The plural of a (multi-word) name: its last word pluralised ("wine glasses")."""
-    head, _, last = phrase.rpartition(" ")
-    if last in _PLURAL_OF:
-        p = _PLURAL_OF[last]
-    elif last in _UNCOUNTABLE or singular(last) != last:  # already plural: skis, people
-        p = last
-    elif last.endswith(("s", "x", "z", "ch", "sh")):
-        p = last + "es"
-    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
-        p = last[:-1] + "ies"
-    else:
-        p = last + "s"
-    return f"{head} {p}" if head else p
-
-
-def object_words(category: str) -> tuple[str, ...]:
-    """Words that name a COCO category: the name, its synonyms, and their plurals.
-
-    The synonyms are ``vlmscope.judge.COCO_SYNONYMS`` (the vocabulary the
-    judges match with), so ``judge.Vocabulary().objects(w) == {category}`` for
-    every word returned. The name comes first, then its plural. A name outside
-    COCO's 80 (a custom dataset in COCO format) gives itself and its plural.
-
-    To decide whether a description names the object, match whole words with
-    the judge rather than these strings as substrings ("cat" is in
-    "location"): ``Vocabulary().mentions(text, item.category)``.
-
-    >>> object_words("person")[:6]
-    ('person', 'people', 'man', 'men', 'woman', 'women')
-    >>> object_words("wine glass")
-    ('wine glass', 'wine glasses')
-    """
-    name = " ".join(str(category).lower().split())
-    out: list[str] = []
-    for w in (name, *COCO_SYNONYMS.get(name, ())):
-        for form in (w, _plural(w)):
-            if form not in out:
-                out.append(form)
-    return tuple(out)
 
 
 # ------------------------------------------------------------------------ items
