@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from vlmscope import organism, plots, stats
+from vlmscope import organism, plots, runner, stats
 from vlmscope.findings import heatmaps as finding
 from vlmscope.findings import nothing_to_report, write_summary
 from vlmscope.heatmaps import HeatmapConfig
@@ -86,7 +86,7 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # %% [markdown]
 # ## 1 · Heatmaps for every model on the same questions
 #
-# `findings.heatmaps.zoo_runs` runs the heatmaps finding (`runner.run("heatmaps",
+# `runner.zoo_runs` runs the heatmaps finding (`runner.run("heatmaps",
 # ...)`, also `python -m vlmscope run heatmaps`) for each model: it answers
 # each question, selects the visually relevant tokens, optimises the iGOS+
 # mask and scores it (and attention, gradient and random maps) on the asked
@@ -103,7 +103,7 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # its correctness and the selected tokens do not depend on the noise seed.
 
 # %%
-df = finding.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs)
+df = runner.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs)
 scored = df[df.skipped == ""].assign(correct=lambda d: d.correct.astype(bool))
 nonsense = None if df.correct.astype(bool).any() else nothing_to_report(
     "no question is answered right: the answers are nonsense",

@@ -20,7 +20,10 @@ finding, with the run's counts) is written to ``out/<finding>.summary.json``.
 >>> res.summary["best_layer"], len(res.df), res.skipped   # doctest: +SKIP
 >>> summary, df = run("lens", vlm, n=8)                   # doctest: +SKIP
 
-``run_benchmark`` is the same loop over a local benchmark copy (heatmaps).
+``run_benchmark`` is the same loop over a local benchmark copy (heatmaps);
+``zoo_runs`` runs the heatmaps finding over several models and noise seeds
+(notebook 06). Both live here, not in ``findings.heatmaps``, because
+``runner`` imports the findings and a finding never imports ``runner``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import findings as _findings
@@ -242,3 +246,42 @@ def run_benchmark(vlm, model_name: str, benchmark: str, path, out, n: int | None
 def run_benchmark_heatmaps(*args, **kwargs) -> RunResult:
     """``run_benchmark`` under the name the batch runs used."""
     return run_benchmark(*args, **kwargs)
+
+
+def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
+             max_new_tokens: int = 16, images=None, load=None) -> pd.DataFrame:
+    """Notebook 06's sweep: ``run`` of the heatmaps finding for each model and each noise
+    seed 0..``noise_seeds``-1 (``heatmap``: a ``HeatmapConfig``, its ``seed`` replaced);
+    one row per (model, question): the answer, its correctness, iGOS+ mass and pointing
+    averaged over the seeds, and ``mask_files`` (one per seed). Prints one line per run.
+
+    ``load``: how a model name becomes a ``VLM`` (default ``vlmscope.load``).
+    """
+    from dataclasses import replace
+
+    from .findings import heatmaps as finding
+    from .models import load as load_model
+
+    load = load or load_model
+    frames = []
+    for name in models:
+        vlm = load(name)
+        for noise_seed in range(noise_seeds):
+            s, part = run(finding.NAME, vlm, n=n, seed=seed, out=out, images=images,
+                          config=finding.Config(max_new_tokens=max_new_tokens,
+                                                heatmap=replace(heatmap, seed=noise_seed)),
+                          model_name=name, progress=False)
+            print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
+                "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
+            frames.append(part.assign(noise_seed=noise_seed))
+    runs = pd.concat(frames, ignore_index=True)
+    for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
+        if col not in runs:
+            runs[col] = np.nan
+    runs["question_id"] = runs["item"].astype(str) + "/" + runs["kind"]
+    answer = ["model", "question_id"]
+    df = runs[runs.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
+        runs.groupby(answer)[["igos_mass", "igos_pointing"]].mean().reset_index(), on=answer)
+    df["mask_files"] = df[answer].apply(tuple, axis=1).map(runs.groupby(answer)["mask_file"]
+                                                           .agg(list))
+    return df

@@ -14,8 +14,9 @@ only ones (the command line's iGOS flags are made from its fields).
 
 Over 450 lines because the finding's code stays in one module: below the run,
 notebook 05's worked example (``explain``, ``WorkedExample``, ``sanity_checks``,
-``questions_table``) and notebook 06's comparison of models (``zoo_runs``,
-``mean_maps``, ``design_scale_tests``) build on it.
+``questions_table``) and notebook 06's comparison of models (``mean_maps``,
+``design_scale_tests``; its sweep, ``runner.zoo_runs``, sits in ``runner``,
+which imports the findings) build on it.
 """
 
 from __future__ import annotations
@@ -249,45 +250,7 @@ def vs_paper(data) -> pd.DataFrame:
     return ours_vs_paper(PAPER, ours, notes)
 
 
-# --- for notebook 06: the heatmaps finding over several models, maps averaged over noise seeds ---
-def zoo_runs(models, n: int, seed: int, heatmap: HeatmapConfig, noise_seeds: int, out,
-             max_new_tokens: int = 16, images=None, load=None) -> pd.DataFrame:
-    """``runner.run`` of this finding for each model and each noise seed 0..``noise_seeds``-1;
-    one row per (model, question): the answer, its correctness, iGOS+ mass and pointing
-    averaged over the seeds, and ``mask_files`` (one per seed). Prints one line per run.
-
-    ``load``: how a model name becomes a ``VLM`` (default ``vlmscope.load``).
-    """
-    from dataclasses import replace
-
-    from .. import runner
-    from ..models import load as load_model
-
-    load = load or load_model
-    frames = []
-    for name in models:
-        vlm = load(name)
-        for noise_seed in range(noise_seeds):
-            s, part = runner.run(NAME, vlm, n=n, seed=seed, out=out, images=images,
-                                 config=Config(max_new_tokens=max_new_tokens,
-                                               heatmap=replace(heatmap, seed=noise_seed)),
-                                 model_name=name, progress=False)
-            print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
-                "model", "computed", "reused", "questions", "skipped", "accuracy")}}))
-            frames.append(part.assign(noise_seed=noise_seed))
-    runs = pd.concat(frames, ignore_index=True)
-    for col in ("igos_mass", "igos_pointing", "mask_file"):  # absent when every answer was skipped
-        if col not in runs:
-            runs[col] = np.nan
-    runs["question_id"] = runs["item"].astype(str) + "/" + runs["kind"]
-    answer = ["model", "question_id"]
-    df = runs[runs.noise_seed == 0].drop(columns=["igos_mass", "igos_pointing"]).merge(
-        runs.groupby(answer)[["igos_mass", "igos_pointing"]].mean().reset_index(), on=answer)
-    df["mask_files"] = df[answer].apply(tuple, axis=1).map(runs.groupby(answer)["mask_file"]
-                                                           .agg(list))
-    return df
-
-
+# --- for notebook 06 (after ``runner.zoo_runs``): maps averaged over noise seeds ---
 def mean_maps(df: pd.DataFrame, masks_dir) -> tuple[dict, list, list]:
     """Per model, each question's importance map averaged over its noise seeds (None where the
     answer was skipped), from ``zoo_runs`` rows and the store's ``masks`` folder.
