@@ -17,6 +17,7 @@ right call (a deferred ``from .datasets.synthetic import ...`` runs
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from functools import lru_cache
@@ -202,3 +203,93 @@ def test_every_module_imports_in_a_fresh_interpreter(order):
     out = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+# ---------------------------------------------------- the picture in docs/architecture.md
+ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+_TOKEN = re.compile(r"^[A-Za-z_<][\w<>./]*(\.py|/)$")
+
+
+def picture(text: str | None = None) -> list[tuple[str, list[str], set[str] | None]]:
+    """The layers of the first code block under "## Layers": ``(layer, module tokens,
+    the layers it says it imports or None)`` per layer. A layer's line starts with its
+    number (or ``beside``); the lines below it, indented, carry on its text. Tokens
+    ending in ``.py`` or ``/`` name files and packages under ``lib/vlmscope``
+    (``<name>`` stands for any name); ``→ 0 1 2`` on the layer's line lists the layers
+    its modules import (``→`` alone: none)."""
+    text = ARCHITECTURE.read_text() if text is None else text
+    block = re.split(r"^## Layers$", text, maxsplit=1, flags=re.M)[1].split("```", 2)[1]
+    rows = []
+    for line in block.splitlines():
+        words = line.split()
+        if words and not line[0].isspace() and (words[0].isdigit() or words[0] == "beside"):
+            mods, arrow, said = line.split(maxsplit=1)[1].partition("→")
+            rows.append((words[0], [], {w for w in said.split()} if arrow else None))
+        elif not rows or not words:
+            continue
+        else:
+            mods = line
+        rows[-1][1].extend(t.strip("`,;()") for t in mods.split() if _TOKEN.match(t.strip("`,;()")))
+    return rows
+
+
+def _pattern(token: str) -> re.Pattern:
+    """A token as a regular expression over paths relative to ``lib/vlmscope``."""
+    body = re.escape(token).replace(re.escape("<name>"), r"[^/]+")
+    return re.compile(body + (".*" if token.endswith("/") else "") + "$")
+
+
+def layer_of(rows) -> dict[str, str]:
+    """Each library module's layer: the most specific token that covers its file."""
+    out = {}
+    for name, (path, _package) in modules().items():
+        rel = path.relative_to(ROOT).as_posix()
+        hits = [(not t.endswith("/"), len(t), layer) for layer, toks, _ in rows for t in toks
+                if _pattern(t).match(rel)]
+        if hits:
+            out[name] = max(hits)[2]
+    return out
+
+
+def test_the_picture_names_every_module_and_only_modules():
+    rows = picture()
+    numbered = [r[0] for r in rows if r[0] != "beside"]
+    assert numbered == [str(i) for i in range(len(numbered) - 1, -1, -1)], "layers top to 0"
+    files = [p.relative_to(ROOT).as_posix() for p, _ in modules().values()]
+    unknown = [t for _, toks, _ in rows for t in toks
+               if not any(_pattern(t).match(f) for f in files)]
+    assert not unknown, f"the picture names what is not in lib/vlmscope: {unknown}"
+    missing = sorted(set(modules()) - set(layer_of(rows)))
+    assert not missing, f"library modules missing from the picture: {missing}"
+
+
+def test_the_picture_reads_the_import_graph_and_each_layer_imports_only_below():
+    """Every import (deferred included) goes to the same layer or one below, ``testing``
+    (beside the layers) is imported by the command line only, and each line's ``→``
+    lists exactly the layers its modules import."""
+    rows = picture()
+    layer = layer_of(rows)
+    top = max(int(r[0]) for r in rows if r[0] != "beside")
+    rank = {str(i): i for i in range(top + 1)}
+    upward, used = [], {}
+    for a, targets in import_graph().items():
+        for b in targets:
+            la, lb = layer[a], layer[b]
+            if la != "beside" and (lb == "beside" and la != str(top)
+                                   or lb != "beside" and rank[lb] > rank[la]):
+                upward.append(f"{a} ({la}) -> {b} ({lb})")
+            if lb != la:
+                used.setdefault(la, set()).add(lb)
+    assert not upward, "imports against the picture's layers: " + "; ".join(sorted(upward))
+    for la, _toks, said in rows:
+        if said is not None:
+            got = used.get(la, set())
+            assert said == got, f"layer {la} says → {sorted(said)}, imports {sorted(got)}"
+
+
+def test_the_picture_reader_reads_layers_tokens_and_arrows():
+    text = "## Layers\n```\n1  b.py  → 0\n   what b does, d.py\n0  a.py  c/<name>.py  →\n```\n"
+    rows = picture(text)
+    assert rows == [("1", ["b.py", "d.py"], {"0"}), ("0", ["a.py", "c/<name>.py"], set())]
+    assert _pattern("c/<name>.py").match("c/x.py") and not _pattern("c/<name>.py").match("c/d/x.py")
+    assert _pattern("c/").match("c/d/x.py") and not _pattern("a.py").match("ba.py")
