@@ -152,3 +152,53 @@ def test_heatmaps_worked_example_trace_and_write(tmp_path):
     assert json.loads((tmp_path / "05_summary.json").read_text()) == out
     assert (tmp_path / "05_mask.safetensors").read_text() == "mask"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "05_plausibility.parquet"), questions)
+
+
+def test_nothing_to_report_prints_a_reason_and_stays_silent_without_one(capsys):
+    from vlmscope.findings import nothing_to_report
+
+    assert nothing_to_report(None, "goes on") is None and nothing_to_report("") is None
+    assert capsys.readouterr().out == ""
+    assert nothing_to_report("no answer", "Goes on.") == "no answer"
+    assert capsys.readouterr().out == "Nothing to report: no answer. Goes on.\n"
+
+
+def test_maps_write_keeps_rows_in_item_order_the_peaks_and_the_report(tmp_path, monkeypatch):
+    import json
+
+    from vlmscope.findings import maps
+
+    seen = {}
+
+    def fake_report(df, peaks, sinks, n_layers, n_images):
+        seen.update(n_layers=n_layers, n_images=n_images, sinks=sinks)
+        return {"n_layers": n_layers, "pointing": float("nan")}
+
+    monkeypatch.setattr(maps, "report", fake_report)
+    loc = pd.DataFrame({"item": [2, 0, 1, 0], "word": ["a", "b", "c", "d"]})
+    peaks = pd.DataFrame({"item": [0, 1], "peak": [3, 4]})
+    out = maps.write(tmp_path / "f", loc, peaks, "sinks", n_layers=4, n_images=3, nonsense=None)
+    assert out == {"n_layers": 4, "pointing": None, "nonsense": None}
+    assert seen == {"n_layers": 4, "n_images": 3, "sinks": "sinks"}
+    assert json.loads((tmp_path / "f" / "02_summary.json").read_text()) == out
+    assert pd.read_parquet(tmp_path / "f" / "02_localisation.parquet").word.tolist() == [
+        "b", "d", "c", "a"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f" / "02_peaks.parquet"), peaks)
+
+
+def test_ablation_write_keeps_the_table_and_a_summary_of_settings_and_losses(tmp_path):
+    import json
+
+    class Mean:
+        def provenance(self):
+            return {"model": "m", "n_images": 2}
+
+    table = pd.DataFrame({"rule": ["object"], "rings": [1], "task": ["vqa"], "lost": [0.5],
+                          "n_correct_before": [4]})
+    out = ablation.write(tmp_path, table, "m", 12, Mean(), True, 0.25, nonsense=None)
+    assert out == {"model": "m", "n_scenes": 12, "mean_vector": {"model": "m", "n_images": 2},
+                   "noise_filter": True, "high_norm_on_objects": 0.25,
+                   "lost": {"object,1,vqa": 0.5}, "denominators": {"object,1,vqa": 4},
+                   "nonsense": None}
+    assert json.loads((tmp_path / "07_summary.json").read_text()) == out
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "07_ablation.parquet"), table)
