@@ -55,7 +55,7 @@ import pandas as pd
 import vlmscope
 from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
-from vlmscope.findings import NO_OBJECT_WORDS, mentioned_objects, nothing_to_report, write_summary
+from vlmscope.findings import NO_OBJECT_WORDS, mentioned_objects, nothing_to_report
 from vlmscope.findings import maps as finding
 from vlmscope.findings import outliers
 from vlmscope.maps import (crop_or_pad, image_token_norms, outlier_table, record_generation,
@@ -106,7 +106,7 @@ plots.attention_map(scene.image, geometry, rec.map(L // 2, step), outline=obj.ma
 # %%
 fig = plots.object_word_maps(scene.image, geometry, rec.maps(), rec.generation.tokens, words,
                              title=f"{model_id}: attention of object words, by layer")
-fig.savefig(figures / "02_maps_across_layers.png", dpi=120)
+plots.save(fig, figures, "02_maps_across_layers")
 
 # %% [markdown]
 # ## Scoring every map against the ground truth
@@ -121,7 +121,6 @@ fig.savefig(figures / "02_maps_across_layers.png", dpi=120)
 
 # %%
 loc = runner.run(finding, vlm, config=finding.Config(max_new_tokens=max_new_tokens), **run).df
-loc.sort_values("item", kind="stable").to_parquet(figures / "02_localisation.parquet")
 nonsense = None if len(loc) else nothing_to_report(
     NO_OBJECT_WORDS, "None of the descriptions names an object; the outlier sections still run.")
 per_image, by_layer = finding.by_layer(loc)
@@ -131,7 +130,7 @@ by_layer.round(3)
 if not nonsense:
     fig = plots.localisation_by_layer(per_image, title=f"{model_id}: do object words attend to "
                                       "their object? (mean ± sd over images)")
-    fig.savefig(figures / "02_localisation.png", dpi=120)
+    plots.save(fig, figures, "02_localisation")
 
 # %% [markdown]
 # ## Outlier tokens
@@ -149,7 +148,6 @@ if not nonsense:
 
 # %%
 peaks = runner.run(outliers, vlm, config=outliers.Config(max_new_tokens=max_new_tokens), **run).df
-peaks.to_parquet(figures / "02_peaks.parquet")
 outlier_table(peaks).round(3)
 
 # %% [markdown]
@@ -189,8 +187,8 @@ display(pd.Series(texts).to_frame("description"), table)
 # "middle" the rest; every statement is computed from the tables above.
 
 # %%
-summary = finding.report(loc, peaks, sinks, n_layers=L, n_images=len(scenes))
-summary = write_summary(figures / "02_summary.json", summary, nonsense)
+summary = finding.write(figures, loc, peaks, sinks, n_layers=L, n_images=len(scenes),
+                        nonsense=nonsense)
 finding.vs_paper(loc)
 
 # %% [markdown]

@@ -109,7 +109,7 @@ tables["exists"].round(3)
 # %%
 fig = plots.compression_curves(tables["exists"], title=f"{model_id}: yes/no 'exists' pairs from "
                                f"a pruned cache ({n_images} images)")
-fig.savefig(figures / "04_compression.png", dpi=120)
+plots.save(fig, figures, "04_compression")
 
 # %% [markdown]
 # ## Questions the model can answer
@@ -120,10 +120,9 @@ fig.savefig(figures / "04_compression.png", dpi=120)
 # %%
 fig = plots.compression_curves(tables["kinds"], title=f"{model_id}: count / colour / shape / "
                                f"where questions ({n_images} images)")
-fig.savefig(figures / "04_compression_kinds.png", dpi=120)
-nonsense = answer_sense(finding.direct_accuracy(tables))  # asked directly, better than chance?
-if nonsense:
-    nothing_to_report(nonsense, "The accuracies below are this model's, not a finding about compression.")
+plots.save(fig, figures, "04_compression_kinds")
+nonsense = nothing_to_report(answer_sense(finding.direct_accuracy(tables)),  # asked directly
+                             "The accuracies below are this model's, not a finding about compression.")
 tables["by_kind"].query("k_frac in [@k_main, 1.0]").pivot_table(
     index=["variant", "k_frac"], columns="kind", values="acc").round(3)
 

@@ -68,25 +68,18 @@ runs_dir = ""  # resumable run store of section 8; empty: <figures_dir>/05_runs
 figures_dir = "../figures"
 
 # %%
-from pathlib import Path
-
-import pandas as pd
 from IPython.display import display
 
 import vlmscope
 from vlmscope import plots, runner
 from vlmscope.findings import heatmaps as finding
-from vlmscope.findings import nothing_to_report, write_summary
 from vlmscope.heatmaps import HeatmapConfig
 from vlmscope.widgets import heatmap_explorer
 
-figures = Path(figures_dir)
-figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
 config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
 ex = finding.explain(vlm, seed, kind, config)
-scene, question = ex.scene, ex.question
-print(f"Q: {question.text}\nA: {ex.answer.text}   (truth: {question.answer})")
+print(f"Q: {ex.question.text}\nA: {ex.answer.text}   (truth: {ex.question.answer})")
 config
 
 # %% [markdown]
@@ -100,10 +93,7 @@ config
 # (the reference hard-codes LLaMA's token ids).
 
 # %%
-plots.baselines(scene.image, ex.baselines).savefig(figures / "05_baselines.png", dpi=120)
-if ex.nonsense:  # a random-weight model: the sections below run, but explain nonsense
-    nothing_to_report(ex.nonsense, "Every answer token is explained below so each section runs; "
-                      "read the maps as a demonstration, not as a finding.")
+plots.save(plots.baselines(ex.image, ex.baselines), figures_dir, "05_baselines")
 print("rule:", ex.selection.rule, "| skipped:", ex.selection.skipped)
 ex.selection.table()
 
@@ -120,9 +110,8 @@ ex.selection.table()
 # log-probabilities of the selected tokens) and the regularisers.
 
 # %%
-fig = plots.igos_iterations(scene.image, ex.heatmap, ex.target)
-fig.savefig(figures / "05_iterations.png", dpi=120)
-pd.DataFrame(ex.heatmap.trace).rename_axis("iteration")
+plots.save(plots.igos_iterations(ex.image, ex.heatmap, ex.target), figures_dir, "05_iterations")
+ex.trace()
 
 # %% [markdown]
 # ## 3 · Against simpler maps, on the known target
@@ -134,9 +123,9 @@ pd.DataFrame(ex.heatmap.trace).rename_axis("iteration")
 # uniform map gets the object's area.
 
 # %%
-fig = plots.heatmap_panels(scene.image, ex.maps(), ex.target, scores=ex.score_captions(),
-                           title=f"{question.text} -> {ex.answer.text!r}")
-fig.savefig(figures / "05_maps.png", dpi=120)
+panels = plots.heatmap_panels(ex.image, ex.maps(), ex.target, scores=ex.score_captions(),
+                              title=f"{ex.question.text} -> {ex.answer.text!r}")
+plots.save(panels, figures_dir, "05_maps")
 ex.scores()
 
 # %% [markdown]
@@ -160,14 +149,13 @@ ex.scores()
 # ([fidelity row](../docs/fidelity.md#heatmaps-where-do-lvlms-look)).
 
 # %%
-fig = plots.faithfulness_curves(ex.faithfulness(), title=f"{model_id}: {question.text}")
-fig.savefig(figures / "05_faithfulness.png", dpi=120)
+curves = plots.faithfulness_curves(ex.faithfulness(), title=f"{model_id}: {ex.question.text}")
+plots.save(curves, figures_dir, "05_faithfulness")
 ex.faithfulness_table()
 
 # %%
 tied, tie_spread, ties = ex.tie_orders(tie_orders)
-print(f"{tied:.0%} of the mask's cells share its most common value; "
-      "score range over the tie orders:")
+print(f"{tied:.0%} of the mask's cells share its most common value; range over tie orders:")
 display(tie_spread)
 ties
 
@@ -202,7 +190,7 @@ ex.switches()
 
 # %%
 sanity = finding.sanity_checks(vlm, seed + 100, config)
-plots.heatmap_checks(sanity.panels).savefig(figures / "05_sanity.png", dpi=120)
+plots.save(plots.heatmap_checks(sanity.panels), figures_dir, "05_sanity")
 print(f"rank correlation trained vs random weights: {sanity.rho:.3f}; object area {sanity.area:.3f}")
 sanity.table
 
@@ -230,9 +218,8 @@ pairs
 # answer may survive a black image differently from a blurred one).
 
 # %%
-explorer = heatmap_explorer(vlm, ex.prepared, ex.answer, target=ex.target, config=config,
-                            computed=ex.heatmap)
-explorer
+heatmap_explorer(vlm, ex.prepared, ex.answer, target=ex.target, config=config,
+                 computed=ex.heatmap)
 
 # %% [markdown]
 # ## 8 · Many questions: is the heatmap on the asked object?
@@ -245,17 +232,14 @@ explorer
 # %%
 result = runner.run("heatmaps", vlm, n=n_questions, seed=seed + 1000, model_name=model_id,
                     config=finding.Config(max_new_tokens=64, kinds=(kind,), heatmap=config),
-                    out=runs_dir or figures / "05_runs", progress=False)
+                    out=runs_dir or f"{figures_dir}/05_runs", progress=False)
 table, skipped = finding.questions_table(result.df)
 print(f"{table['item'].nunique()} questions scored, {len(skipped)} skipped (below, with the reason)")
 display(skipped)
-table.groupby("map")[["pointing", "mass", "area"]].mean()
+finding.per_map(table)
 
 # %%
-table.to_parquet(figures / "05_plausibility.parquet")
-ex.heatmap.save(figures / "05_mask.safetensors")
-summary = write_summary(figures / "05_summary.json",
-                        ex.summary(model_id, preset, table, len(skipped), sanity), ex.nonsense)
+summary = ex.write(figures_dir, model_id, preset, table, len(skipped), sanity)
 finding.example_vs_paper(summary)
 
 # %% [markdown]

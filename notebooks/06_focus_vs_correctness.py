@@ -65,22 +65,17 @@ figures_dir = "../figures"
 # %%
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from vlmscope import organism, plots, runner, stats
+from vlmscope import plots, runner
 from vlmscope.findings import heatmaps as finding
-from vlmscope.findings import nothing_to_report, write_summary
 from vlmscope.heatmaps import HeatmapConfig
 
-figures = Path(figures_dir)
-figures.mkdir(parents=True, exist_ok=True)
-runs = Path(runs_dir) if runs_dir else figures / "06_runs"
+runs = Path(runs_dir or f"{figures_dir}/06_runs")
 config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
 models = [model_id] if model_id else models
-design = {m: organism.ZOO.get(m, ("unknown", "unknown"))[0] for m in models}
-scale = {m: organism.ZOO.get(m, ("unknown", "unknown"))[1] for m in models}
+design, scale = finding.designs(models)
 pd.DataFrame({"vision design": design, "decoder size": scale})
 
 # %% [markdown]
@@ -104,10 +99,7 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 
 # %%
 df = runner.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs)
-scored = df[df.skipped == ""].assign(correct=lambda d: d.correct.astype(bool))
-nonsense = None if df.correct.astype(bool).any() else nothing_to_report(
-    "no question is answered right: the answers are nonsense",
-    "Focus cannot be split by correctness; the heatmaps are listed but compared with nothing.")
+scored, nonsense = finding.scored_answers(df)  # says so when no answer is right
 print(f"{len(df)} answers, {len(scored)} with a heatmap; skipped, with reasons:")
 df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 
@@ -122,13 +114,10 @@ df[df.skipped != ""][["model", "question", "answer", "skipped"]]
 # right has no incorrect group: its row says so in `note`.
 
 # %%
-show = ["model", "value", "n_a", "n_b", "mean_a", "mean_b", "difference", "ci_low", "ci_high",
-        "rank_biserial", "p_mannwhitney", "p_fisher", "note"]
-table = (stats.compare_frame(scored, ["igos_mass", "igos_pointing"], by="correct", a=True, b=False,
-                             per="model", seed=seed) if not nonsense else pd.DataFrame(columns=show))
+table = finding.focus_table(scored, seed, nonsense)
 if not nonsense:
-    plots.focus_by_correctness(scored).savefig(figures / "06_focus_vs_correctness.png", dpi=120)
-table[show]
+    plots.save(plots.focus_by_correctness(scored), figures_dir, "06_focus_vs_correctness")
+table[finding.FOCUS_COLUMNS]
 
 # %% [markdown]
 # ## 3 · Vision design versus decoder scale
@@ -144,15 +133,11 @@ table[show]
 
 # %%
 maps, qids, seed_agreement = finding.mean_maps(df, runs / "heatmaps" / "masks")
-if seed_agreement:
-    print(f"maps of one answer across {noise_seeds} noise seeds: median Spearman "
-          f"{np.median(seed_agreement):.2f} (min {np.min(seed_agreement):.2f}, "
-          f"{len(seed_agreement)} pairs)")
+print(finding.seed_agreement_text(seed_agreement, noise_seeds))
 tests = finding.design_scale_tests(maps, design, scale, qids, top_fraction, n_permutations, seed)
 if tests:
-    plots.design_vs_scale(tests).savefig(figures / "06_design_vs_scale.png", dpi=120)
-    display(pd.concat({k: t.to_frame() for k, t in tests.items()})[
-        ["n_questions", "n_skipped", "observed", "ci_low", "ci_high", "p_value", "exact", "note"]])
+    plots.save(plots.design_vs_scale(tests), figures_dir, "06_design_vs_scale")
+    display(finding.tests_table(tests))
     display(tests["top-IoU"].by_pair())
 
 # %% [markdown]
@@ -163,10 +148,7 @@ if tests:
 # small, and the zoo has two designs and two scales).
 
 # %%
-table.to_parquet(figures / "06_focus_vs_correctness.parquet")
-if tests:
-    tests["top-IoU"].pairs.to_parquet(figures / "06_pairs.parquet")
-summary = write_summary(figures / "06_summary.json", finding.zoo_summary(
+summary = finding.write_zoo(figures_dir, table, tests, finding.zoo_summary(
     models, n_scenes, noise_seeds, df, seed_agreement, tests), nonsense)
 with pd.option_context("display.max_colwidth", None):
     display(finding.zoo_vs_paper(table, tests, nonsense))

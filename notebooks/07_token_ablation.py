@@ -67,7 +67,7 @@ from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
 from vlmscope.findings import ablation as finding
-from vlmscope.findings import nothing_to_report, write_summary
+from vlmscope.findings import nothing_to_report
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -89,8 +89,8 @@ mean = finding.reference_mean(vlm, n_reference, images=images or None,
                               cache=runs / f"mean-{model_id}-{n_reference}.safetensors")
 print("mean vector:", mean.provenance())
 rings, answers, geometry = finding.example(vlm, item, mean, max_new_tokens)
-fig = plots.object_tokens(item.image, geometry, rings, name=item.objects[0].name)
-fig.savefig(figures / "07_object_tokens.png", dpi=120)
+plots.save(plots.object_tokens(item.image, geometry, rings, name=item.objects[0].name), figures,
+           "07_object_tokens")
 answers
 
 # %% [markdown]
@@ -121,8 +121,7 @@ finding.paper_shape(table).style.format("{:.2f}")
 finding.p_drop_table(df)
 
 # %%
-fig = plots.loss_by_count(table, model=model_id)
-fig.savefig(figures / "07_loss_by_count.png", dpi=120)
+plots.save(plots.loss_by_count(table, model=model_id), figures, "07_loss_by_count")
 table[["rule", "rings", "task", "n_correct_before", "n_lost", "lost", "ci_low", "ci_high"]]
 
 # %% [markdown]
@@ -145,11 +144,8 @@ print(f"share of the top-n norm tokens lying on objects: {high_norm_on_objects:.
 # matched per object).
 
 # %%
-table.to_parquet(figures / "07_ablation.parquet")
-out = write_summary(figures / "07_summary.json", {
-    "model": model_id, "n_scenes": n_scenes, "mean_vector": mean.provenance(),
-    "noise_filter": use_noise_filter, "high_norm_on_objects": high_norm_on_objects,
-    **finding.table_figures(table)}, nonsense)
+out = finding.write(figures, table, model_id, n_scenes, mean, use_noise_filter,
+                    high_norm_on_objects, nonsense)
 finding.vs_paper(result.df)
 
 # %% [markdown]

@@ -243,3 +243,17 @@ def test_lastpos_windows_plots_sliding_windows_by_first_layer_and_skips_the_othe
     np.testing.assert_array_equal(y, [0.3, 0.2, 0.0])
     empty = plots.lastpos_windows(table.iloc[:0], windows)  # nothing answered right: empty axes
     assert len(empty.axes) == 2 and not _drawn_lines(empty.axes[0])
+
+
+def test_save_writes_the_figure_into_a_new_folder_at_the_given_dpi(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1])
+    path = plots.save(fig, tmp_path / "new" / "sub", "line.png", dpi=50)
+    plt.close(fig)
+    assert path == tmp_path / "new" / "sub" / "line.png"
+    assert Image.open(path).size == (100, 50)
+    assert plots.save(fig, tmp_path, "bare", dpi=50) == tmp_path / "bare.png"
+    assert (tmp_path / "bare.png").stat().st_size > 0

@@ -17,6 +17,23 @@ import numpy as np
 from .tokens import TokenGeometry
 
 
+def save(fig, folder, name: str, dpi: int = 120):
+    """Write ``fig`` to ``folder/name`` (".png" when ``name`` has no suffix; the folder made if
+    missing); return the path.
+
+    The notebooks' one way to keep a figure: ``plots.save(plots.baselines(...), figures_dir,
+    "05_baselines")``.
+    """
+    from pathlib import Path
+
+    path = Path(folder) / name
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
 def _overlay_mask(ax, mask, color, alpha=0.45):
     rgba = np.zeros((*mask.shape, 4))
     rgba[mask] = (*matplotlib.colors.to_rgb(color), alpha)

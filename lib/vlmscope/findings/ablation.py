@@ -243,6 +243,24 @@ def high_norm_on_objects(vlm, items, question: str = DESCRIBE) -> tuple[float, s
     return float(pd.Series(overlap).mean()), note
 
 
+def write(folder, table: pd.DataFrame, model: str, n_scenes: int, mean, noise_filter: bool,
+          high_norm_on_objects: float, nonsense: str | None = None, prefix: str = "07") -> dict:
+    """Keep notebook 07's results in ``folder``: the ``loss_table`` (``<prefix>_ablation.parquet``)
+    and the summary (the run's settings, ``mean``'s provenance, the high-norm check and
+    ``table_figures``) as ``<prefix>_summary.json`` (``write_summary``); return it as written."""
+    from pathlib import Path
+
+    from .sense import write_summary
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(folder / f"{prefix}_ablation.parquet")
+    return write_summary(folder / f"{prefix}_summary.json", {
+        "model": model, "n_scenes": n_scenes, "mean_vector": mean.provenance(),
+        "noise_filter": noise_filter, "high_norm_on_objects": high_norm_on_objects,
+        **table_figures(table)}, nonsense)
+
+
 def table_figures(table: pd.DataFrame) -> dict:
     """``loss_table`` rows as the notebook summary's dicts, keyed "rule,rings,task": the share
     lost (``lost``) and its denominator (``denominators``)."""

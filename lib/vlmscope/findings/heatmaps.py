@@ -251,6 +251,73 @@ def vs_paper(data) -> pd.DataFrame:
 
 
 # --- for notebook 06 (after ``runner.zoo_runs``): maps averaged over noise seeds ---
+def designs(models) -> tuple[dict, dict]:
+    """Each model's vision design and decoder size (``organism.ZOO``; "unknown" elsewhere)."""
+    from ..organism import ZOO
+
+    return ({m: ZOO.get(m, ("unknown", "unknown"))[0] for m in models},
+            {m: ZOO.get(m, ("unknown", "unknown"))[1] for m in models})
+
+
+def scored_answers(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """``zoo_runs`` rows with a heatmap (``correct`` as bool), and why there is nothing to
+    compare (printed; None when some question is answered right)."""
+    from .sense import nothing_to_report
+
+    scored = df[df.skipped == ""].assign(correct=lambda d: d.correct.astype(bool))
+    nonsense = None if df.correct.astype(bool).any() else nothing_to_report(
+        "no question is answered right: the answers are nonsense",
+        "Focus cannot be split by correctness; the heatmaps are listed but compared with nothing.")
+    return scored, nonsense
+
+
+FOCUS_COLUMNS = ["model", "value", "n_a", "n_b", "mean_a", "mean_b", "difference", "ci_low",
+                 "ci_high", "rank_biserial", "p_mannwhitney", "p_fisher", "note"]
+
+
+def focus_table(scored: pd.DataFrame, seed: int = 0, nonsense: str | None = None) -> pd.DataFrame:
+    """iGOS+ mass and pointing, correct against incorrect answers, per model
+    (``stats.compare_frame``); empty (``FOCUS_COLUMNS``) when the answers are nonsense."""
+    from .. import stats
+
+    if nonsense:
+        return pd.DataFrame(columns=FOCUS_COLUMNS)
+    return stats.compare_frame(scored, ["igos_mass", "igos_pointing"], by="correct", a=True,
+                               b=False, per="model", seed=seed)
+
+
+def seed_agreement_text(agreement, noise_seeds: int) -> str:
+    """One line on how alike one answer's maps are across noise seeds (``mean_maps``)."""
+    if not agreement:
+        return "no answer has maps of two noise seeds to compare"
+    return (f"maps of one answer across {noise_seeds} noise seeds: median Spearman "
+            f"{np.median(agreement):.2f} (min {np.min(agreement):.2f}, {len(agreement)} pairs)")
+
+
+def tests_table(tests: dict) -> pd.DataFrame:
+    """``design_scale_tests``' results, one row per similarity."""
+    cols = ["n_questions", "n_skipped", "observed", "ci_low", "ci_high", "p_value", "exact", "note"]
+    if not tests:
+        return pd.DataFrame(columns=cols)
+    return pd.concat({k: t.to_frame() for k, t in tests.items()})[cols]
+
+
+def write_zoo(folder, focus: pd.DataFrame, tests: dict, summary: dict,
+              nonsense: str | None = None, prefix: str = "06") -> dict:
+    """Keep notebook 06's results in ``folder``: the focus table
+    (``<prefix>_focus_vs_correctness.parquet``), the top-IoU test's model pairs
+    (``<prefix>_pairs.parquet``, when tested) and ``summary`` (``zoo_summary``) as
+    ``<prefix>_summary.json``; return the summary as written."""
+    from .sense import write_summary
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    focus.to_parquet(folder / f"{prefix}_focus_vs_correctness.parquet")
+    if tests:
+        tests["top-IoU"].pairs.to_parquet(folder / f"{prefix}_pairs.parquet")
+    return write_summary(folder / f"{prefix}_summary.json", summary, nonsense)
+
+
 def mean_maps(df: pd.DataFrame, masks_dir) -> tuple[dict, list, list]:
     """Per model, each question's importance map averaged over its noise seeds (None where the
     answer was skipped), from ``zoo_runs`` rows and the store's ``masks`` folder.
@@ -369,6 +436,15 @@ class WorkedExample:
     heatmap: object = field(repr=False)
     seed: int = 0  # the scene's seed; also the random map's
     results: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def image(self):
+        """The scene's picture."""
+        return self.scene.image
+
+    def trace(self) -> pd.DataFrame:
+        """The optimisation's terms (deletion, insertion, regularisers), one row per iteration."""
+        return pd.DataFrame(self.heatmap.trace).rename_axis("iteration")
 
     @property
     def target(self) -> np.ndarray:
@@ -492,7 +568,7 @@ class WorkedExample:
                 sanity: "Sanity") -> dict:
         """Notebook 05's summary (before ``write_summary``): this question's figures, the
         checks run on it, ``sanity`` and the many-questions table (``questions_table``)."""
-        by_map = questions.groupby("map")[["pointing", "mass", "area"]].mean()
+        by_map = per_map(questions)
         curves = self.faithfulness()
         tied, spread = self.results["ties"]
         per_seed, pairs = self.results["noise"]
@@ -518,17 +594,32 @@ class WorkedExample:
                              for k, r in switch_table.to_dict("index").items()}}
 
 
+    def write(self, folder, model: str, preset: str, questions: pd.DataFrame, n_skipped: int,
+              sanity: "Sanity", prefix: str = "05") -> dict:
+        """Keep notebook 05's results in ``folder``: the many-questions table
+        (``<prefix>_plausibility.parquet``), this question's mask (``<prefix>_mask.safetensors``)
+        and ``summary`` as ``<prefix>_summary.json`` (``write_summary``); return the summary."""
+        from .sense import write_summary
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        questions.to_parquet(folder / f"{prefix}_plausibility.parquet")
+        self.heatmap.save(folder / f"{prefix}_mask.safetensors")
+        return write_summary(folder / f"{prefix}_summary.json",
+                             self.summary(model, preset, questions, n_skipped, sanity), self.nonsense)
+
+
 def explain(vlm, seed: int, kind: str = "color", config: HeatmapConfig = HeatmapConfig(),
             max_new_tokens: int = 64) -> WorkedExample:
     """Answer the synthetic world's ``kind`` question (about one object) on the scene of
     ``World().samples(1, seed)``, select the visually relevant tokens against the blurred
     baseline and optimise iGOS+ keeping each iteration's mask. A model whose answer the
     image does not move, or a wrong answer, gets ``nonsense`` (every token explained, for a
-    demonstration)."""
+    demonstration; said so, printed)."""
     from ..datasets.synthetic import World
     from ..heatmaps import igos, make_baseline
     from ..pixels import image_tensor
-    from .sense import explainable_selection
+    from .sense import explainable_selection, nothing_to_report
 
     scene, [question] = next(World().samples(1, seed=seed, kinds=(kind,)))
     if question.target is None:
@@ -541,6 +632,9 @@ def explain(vlm, seed: int, kind: str = "color", config: HeatmapConfig = Heatmap
     selection, nonsense = explainable_selection(vlm, prepared, answer, baselines["blur"], config)
     if answer.text.strip() != question.answer:
         nonsense = nonsense or f"the answer {answer.text!r} is wrong (truth {question.answer!r})"
+    if nonsense:  # e.g. a random-weight model: the checks run, but explain nonsense
+        nothing_to_report(nonsense, "Every answer token is explained so each check runs; read the "
+                          "maps as a demonstration, not as a finding.")
     hm = igos(vlm, prepared, answer, config, selection=selection, keep_history=True)
     if hm.mask is None:
         raise ValueError(f"this sample was skipped: {hm.skipped}; try another seed")
@@ -624,6 +718,11 @@ def questions_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                        + df.truth.map(repr))
     skipped = pd.DataFrame({"item": df["item"], "question": df.question, "reason": reasons})[~explained]
     return pd.DataFrame(rows, columns=cols), skipped.reset_index(drop=True)
+
+
+def per_map(questions: pd.DataFrame) -> pd.DataFrame:
+    """Mean pointing, mass and area per map over ``questions_table``'s rows."""
+    return questions.groupby("map")[["pointing", "mass", "area"]].mean()
 
 
 def example_vs_paper(summary: dict) -> pd.DataFrame:

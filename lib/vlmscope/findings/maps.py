@@ -86,6 +86,24 @@ def by_layer(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         ["mean", "std"])
 
 
+def write(folder, df: pd.DataFrame, peaks: pd.DataFrame, sinks: pd.DataFrame, n_layers: int,
+          n_images: int, nonsense: str | None = None, prefix: str = "02") -> dict:
+    """Keep notebook 02's results in ``folder``: this finding's rows in item order
+    (``<prefix>_localisation.parquet``), the outliers finding's ``peaks``
+    (``<prefix>_peaks.parquet``) and ``report`` as ``<prefix>_summary.json``
+    (``write_summary``); return the summary as written."""
+    from pathlib import Path
+
+    from .sense import write_summary
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    df.sort_values("item", kind="stable").to_parquet(folder / f"{prefix}_localisation.parquet")
+    peaks.to_parquet(folder / f"{prefix}_peaks.parquet")
+    return write_summary(folder / f"{prefix}_summary.json",
+                         report(df, peaks, sinks, n_layers=n_layers, n_images=n_images), nonsense)
+
+
 def report(df: pd.DataFrame, peaks: pd.DataFrame, sinks: pd.DataFrame, n_layers: int,
            n_images: int) -> dict:
     """Notebook 02's headline: localisation by layer and by band (early / middle / late) from

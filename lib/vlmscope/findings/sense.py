@@ -50,8 +50,15 @@ def finite(value):
     return value
 
 
-def nothing_to_report(reason: str, goes_on: str = "") -> str:
-    """Print the reason plainly (and what the notebook does instead); return it for the summary."""
+def nothing_to_report(reason: str | None, goes_on: str = "") -> str | None:
+    """Print the reason plainly (and what the notebook does instead); return it for the summary.
+
+    A ``reason`` of None (or "") means there is something to report: nothing is printed and
+    None comes back, so ``nonsense = nothing_to_report(answer_sense(...), "...")`` reads in
+    one statement.
+    """
+    if not reason:
+        return None
     print(f"Nothing to report: {reason}." + (f" {goes_on}" if goes_on else ""))
     return reason
 
