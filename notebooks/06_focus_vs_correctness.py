@@ -68,14 +68,14 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from vlmscope import plots, runner
+from vlmscope import organism, plots, runner
 from vlmscope.findings import heatmaps as finding
 from vlmscope.heatmaps import HeatmapConfig
 
 runs = Path(runs_dir or f"{figures_dir}/06_runs")
 config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
 models = [model_id] if model_id else models
-design, scale = finding.designs(models)
+design, scale = finding.designs(models, organism.ZOO)
 pd.DataFrame({"vision design": design, "decoder size": scale})
 
 # %% [markdown]

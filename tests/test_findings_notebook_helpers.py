@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlmscope import organism
 from vlmscope.findings import ablation, heatmaps, lastpos, lens
 
 
@@ -73,7 +74,7 @@ def test_heatmaps_example_vs_paper_lists_every_maps_score(summary, want):
 
 
 def test_heatmaps_designs_reads_the_zoo_and_marks_other_models_unknown():
-    design, scale = heatmaps.designs(["organism-vit-s", "organism-siglip-m", "other"])
+    design, scale = heatmaps.designs(["organism-vit-s", "organism-siglip-m", "other"], organism.ZOO)
     assert design == {"organism-vit-s": "vit", "organism-siglip-m": "siglip", "other": "unknown"}
     assert scale == {"organism-vit-s": "s", "organism-siglip-m": "m", "other": "unknown"}
 

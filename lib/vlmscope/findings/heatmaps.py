@@ -251,10 +251,11 @@ def vs_paper(data) -> pd.DataFrame:
 
 
 # --- for notebook 06 (after ``runner.zoo_runs``): maps averaged over noise seeds ---
-def designs(models) -> tuple[dict, dict]:
-    """Each model's vision design and decoder size (``organism.ZOO``; "unknown" elsewhere)."""
-    from ..organism import ZOO
-
+def designs(models, zoo: dict) -> tuple[dict, dict]:
+    """Each model's vision design and decoder size from ``zoo`` (``organism.ZOO``: name ->
+    (design, size)); "unknown" for a model not in it. The zoo is passed in: the organism
+    package sits above the findings (docs/architecture.md's layers)."""
+    ZOO = zoo
     return ({m: ZOO.get(m, ("unknown", "unknown"))[0] for m in models},
             {m: ZOO.get(m, ("unknown", "unknown"))[1] for m in models})
 
