@@ -25,8 +25,10 @@ import pytest
 
 PINNED = Path(__file__).resolve().parent / "pinned"
 # float tolerance (relative, absolute): repeated runs on one thread agree exactly; on two threads
-# the heatmap rows moved by up to 4e-7 relative (iGOS's summed gradients), everything else not at all
-REL, ABS = 1e-5, 1e-6
+# (CI's default) the heatmap rows moved by up to 4e-7 relative (iGOS's summed gradients), and
+# notebook 06's Spearman correlation between mean heatmaps by 1.5e-5 relative (pins made on one
+# thread); a refactoring slip moves numbers far more than 1e-4
+REL, ABS = 1e-4, 1e-6
 REPIN = os.environ.get("VLMSCOPE_REPIN") == "1"
 
 # never compared: wall-clock times, and what names a place (paths, store keys, mask files)
