@@ -9,7 +9,7 @@ a field a finding does not have keeps the value those runs used.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -74,3 +74,16 @@ def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) ->
 def paper_table(rows) -> pd.DataFrame:
     """``PAPER`` from ``(quantity, paper, paper_model, source)`` tuples."""
     return pd.DataFrame(list(rows), columns=["quantity", "paper", "paper_model", "source"], dtype=object)
+
+
+@dataclass(frozen=True)
+class DescribeConfig:
+    """The settings of a finding that describes each image once (fractions, maps, outliers)."""
+
+    question: str = option(DESCRIBE, "the prompt whose answer is generated")
+    max_new_tokens: int = option(48, "answer length in tokens", minimum=1)
+
+
+def describe_key(cfg: DescribeConfig, **extra) -> list:
+    """What a stored part's key holds between the model and the item id."""
+    return [stored_config(cfg.question, cfg.max_new_tokens)]

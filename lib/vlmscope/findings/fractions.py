@@ -10,20 +10,17 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, option, stored_config, ours_vs_paper, paper_table
+from ._common import DescribeConfig, describe_key, ours_vs_paper, paper_table
 
 NAME = "fractions"
 
 
 @dataclass(frozen=True)
-class Config:
-    question: str = option(DESCRIBE, "the prompt whose answer is generated")
-    max_new_tokens: int = option(48, "answer length in tokens", minimum=1)
+class Config(DescribeConfig):
+    """Describe each image once (``DescribeConfig``'s settings)."""
 
 
-def key(cfg: Config, **extra) -> list:
-    """What a stored part's key holds between the model and the item id."""
-    return [stored_config(cfg.question, cfg.max_new_tokens)]
+key = describe_key
 
 
 def run(vlm, item, cfg: Config = Config()) -> pd.DataFrame:
