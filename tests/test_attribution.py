@@ -133,10 +133,14 @@ def test_tiled_model_gives_tokens_in_sequence_order(tmp_path):
 
     vlm = vlmscope.load(build_tiny("llava-next", tmp_path / "next"))
     p = vlm.prepare(World().scene(seed=1).image, "what color is the circle ?")
-    a = A.attribute(vlm, p, "red", "gradient")
     assert len(p.geometry.grids) > 1
-    assert a.tokens.shape == (p.groups.image.numel(),)
-    assert a.pixels.shape == p.image.size[::-1] and np.isfinite(a.pixels).all()
+    for name, options in [("gradient", {}), ("rollout", {}), ("relevancy", {}), ("lens", {}),
+                          ("integrated_gradients", {"steps": 4}),
+                          ("igos+", {"iterations": 1, "ig_iter": 2})]:
+        a = A.attribute(vlm, p, "red", name, **options)
+        assert a.tokens.shape == (p.groups.image.numel(),), name
+        np.testing.assert_array_equal(a.tokens_1d, a.tokens)
+        assert a.pixels.shape == p.image.size[::-1] and np.isfinite(a.pixels).all(), name
     # the processor's own batch of the same prompt patches exactly as one forward per token
     sets = [[0], [5], [40], [1, 2]]
     np.testing.assert_allclose(A.patch_drops(vlm, p, "red", sets, batch=3),
