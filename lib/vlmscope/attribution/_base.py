@@ -126,7 +126,8 @@ def measure(vlm, interval: float = 0.002):
     ``seconds``, ``peak_bytes`` and ``how``.
 
     On CUDA: ``torch.cuda.max_memory_allocated`` after a reset, minus what was
-    allocated before (the block's own peak, exact). On the CPU: glibc's
+    allocated before (the block's own peak, exact; on the model's input device only,
+    so a model spread over several devices is under-counted). On the CPU: glibc's
     ``mallinfo2`` in-use bytes (where torch's CPU tensors live), sampled every
     ``interval`` seconds by a thread, the peak minus the value at the start (a
     peak shorter than the interval can be missed); None where glibc is absent.
