@@ -115,7 +115,7 @@ def check_image_gradients(vlm, size, question: str = "what is this ?"):
     log-probability of the argmax next token must have a finite, non-zero
     gradient in the ORIGINAL pixels.
     """
-    from ..models import attention_implementation
+    from ..attention import attention_implementation
     from ..pixels import image_tensor
 
     image = smooth_image(*size)
