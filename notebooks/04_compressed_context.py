@@ -67,7 +67,7 @@ from vlmscope.findings import compression as finding
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-scenes = load_images(images, n=n_images, seed=seed)  # a folder: "is there a <name> ?" (yes), "where"
+scenes = load_images(images, n=n_images, seed=seed)  # a folder: asked about its named objects
 config = finding.Config(k_frac=tuple(k_values))  # the yes/no "exists" pairs
 cfg, k_main = finding.compression_config(config), finding.main_k(k_values)  # K nearest the paper's 5%
 

@@ -57,7 +57,7 @@
 # %% tags=["parameters"]
 model_id = "organism"
 seed = 4  # which synthetic scene (with an image folder: which of its images) to explain
-kind = "color"  # "color" or "where": questions about one object (a folder's image: "where" or "exists")
+kind = "color"  # "color" or "where" about one object; a folder's image: "where" or "exists"
 n_questions = 8  # questions scored at the end
 iterations = 5  # iGOS+ settings: the reference README's run
 ig_iter = 10

@@ -50,7 +50,7 @@
 # %% tags=["parameters"]
 models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]
 model_id = ""  # one model instead of the zoo: its focus vs correctness only (no design vs scale)
-n_scenes = 12  # scenes per model; one "color" and one "where" question each (a folder's image: "where", "exists")
+n_scenes = 12  # scenes per model, asked "color" and "where" (a folder's images: "where", "exists")
 seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
 ig_iter = 10
