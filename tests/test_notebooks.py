@@ -368,7 +368,7 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
 @pytest.mark.slow
 def test_notebooks_07_to_09_take_their_images_from_a_folder(tmp_path):
     """`--images data/images`: notebooks 07-09 run their findings on the sample folder's
-    annotated objects (05 and 06 ask about colours and shapes the folder does not give)."""
+    annotated objects (04-06 with a folder: the stand-in test above)."""
     sample = Path(__file__).resolve().parents[1] / "data" / "images"
     done = _run_notebooks(out=tmp_path, only=["07", "08", "09"], model_id="organism",
                          images=str(sample), quick=True, progress=False)
