@@ -78,6 +78,7 @@ def test_compression_report_names_the_images(tiny, folder, tmp_path):
     ctx = C.describe(tiny, _record(folder).image, findings.compression.compression_config(cfg))
     report = findings.compression.report(results, ctx, [0.5, 1.0], "tiny", 2, 1)
     assert report["differences"][0].startswith("the data differ: your annotated images")
+    assert not any("yes/no exists pairs" in d for d in report["differences"])  # no pairs here
     assert set(findings.compression.direct_accuracy(findings.compression.tables(results))) == {
         "where", "exists"}
 

@@ -221,13 +221,16 @@ def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_im
     from ..compression import PAPER as HEADLINE  # the paper's headline, recorded in the summary
 
     rel, red = HEADLINE["relative_performance"], HEADLINE["token_reduction"]
+    images = on_images(results)
     data = ("your annotated images, asked whether each named object is there (always yes) and "
-            "where it is" if on_images(results) else "synthetic scenes and short-answer questions")
+            "where it is" if images else "synthetic scenes and short-answer questions")
     differences = [f"the data differ: {data}, not MME perception; the model is "
                    + ("the small organism, not LLaVA-1.5-7B" if model.startswith("organism")
                       else model)]
     if degenerate:
-        differences.append(f"on the yes/no exists pairs (the MME-like metric) this model answers "
+        asked = ("the exists questions (all yes here)" if images
+                 else "the yes/no exists pairs (the MME-like metric)")
+        differences.append(f"on {asked} this model answers "
                            f"{direct_answers.index[0]!r} every time, even directly: ACC "
                            f"{table.acc.min():.2f}-{table.acc.max():.2f} and ACC+ "
                            f"{table.acc_plus.min():.2f}-{table.acc_plus.max():.2f} for every variant "
