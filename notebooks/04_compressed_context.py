@@ -46,6 +46,7 @@ model_id = "organism"
 n_images = 20
 seed = 0
 k_values = [0.05, 0.1, 0.25, 0.5, 1.0]
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 runs_dir = ""  # resumable run store; empty: <figures_dir>/04_runs
 figures_dir = "../figures"
 
@@ -66,7 +67,7 @@ from vlmscope.findings import compression as finding
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
 vlm = vlmscope.load(model_id)
-scenes = load_images("", n=n_images, seed=seed)
+scenes = load_images(images, n=n_images, seed=seed)  # a folder: asked about its named objects
 config = finding.Config(k_frac=tuple(k_values))  # the yes/no "exists" pairs
 cfg, k_main = finding.compression_config(config), finding.main_k(k_values)  # K nearest the paper's 5%
 
@@ -87,7 +88,7 @@ plots.token_grid(scene.image, ctx.prepared.geometry, highlight={f"layer {l}": to
                  title=f"K = {k_main:.0%}: top {k} of {len(ctx.prepared.groups.image)} image tokens");
 
 # %%
-one = C.compress_scene(vlm, scene, replace(cfg, k_frac=k_main, questions=C.KINDS), ctx)
+one = finding.run(vlm, scene, replace(config, k_frac=k_main, questions=C.KINDS), ctx)
 one.pivot_table(index=["question", "truth"], columns="variant", values="answer", aggfunc="first")
 
 # %% [markdown]
@@ -100,7 +101,8 @@ one.pivot_table(index=["question", "truth"], columns="variant", values="answer",
 # %%
 sets = finding.question_sets(config, vlm, ctx)  # "turn" only where the template has a next turn
 results = pd.concat([runner.run(finding, vlm, n=n_images, seed=seed, config=c, model_name=model_id,
-                                out=Path(runs_dir or figures / "04_runs") / name).df.assign(set=name)
+                                images=images, out=Path(runs_dir or figures / "04_runs") / name
+                                ).df.assign(set=name)
                      for name, c in sets.items()], ignore_index=True)
 results.to_parquet(figures / "04_compression.parquet")
 tables = finding.tables(results)

@@ -56,14 +56,15 @@
 
 # %% tags=["parameters"]
 model_id = "organism"
-seed = 4  # which synthetic scene to explain
-kind = "color"  # "color" or "where": questions about one object
+seed = 4  # which synthetic scene (with an image folder: which of its images) to explain
+kind = "color"  # "color" or "where" about one object; a folder's image: "where" or "exists"
 n_questions = 8  # questions scored at the end
 iterations = 5  # iGOS+ settings: the reference README's run
 ig_iter = 10
 mask_size = 32
 preset = "reference"  # HeatmapConfig preset: "reference" (the released code) or "vlmscope"
 tie_orders = 5  # random tie orders of the deletion/insertion metric (section 4)
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 runs_dir = ""  # resumable run store of section 8; empty: <figures_dir>/05_runs
 figures_dir = "../figures"
 
@@ -78,7 +79,7 @@ from vlmscope.widgets import heatmap_explorer
 
 vlm = vlmscope.load(model_id)
 config = HeatmapConfig.preset(preset, iterations=iterations, ig_iter=ig_iter, size=mask_size)
-ex = finding.explain(vlm, seed, kind, config)
+ex = finding.explain(vlm, seed, kind, config, images=images)  # the sanity checks (5) stay synthetic
 print(f"Q: {ex.question.text}\nA: {ex.answer.text}   (truth: {ex.question.answer})")
 config
 
@@ -231,7 +232,8 @@ heatmap_explorer(vlm, ex.prepared, ex.answer, target=ex.target, config=config,
 
 # %%
 result = runner.run("heatmaps", vlm, n=n_questions, seed=seed + 1000, model_name=model_id,
-                    config=finding.Config(max_new_tokens=64, kinds=(kind,), heatmap=config),
+                    images=images, config=finding.Config(max_new_tokens=64, kinds=(ex.question.kind,),
+                                                         heatmap=config),
                     out=runs_dir or f"{figures_dir}/05_runs", progress=False)
 table, skipped = finding.questions_table(result.df)
 print(f"{table['item'].nunique()} questions scored, {len(skipped)} skipped (below, with the reason)")

@@ -50,7 +50,7 @@
 # %% tags=["parameters"]
 models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]
 model_id = ""  # one model instead of the zoo: its focus vs correctness only (no design vs scale)
-n_scenes = 12  # scenes per model; one "color" and one "where" question each
+n_scenes = 12  # scenes per model, asked "color" and "where" (a folder's images: "where", "exists")
 seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
 ig_iter = 10
@@ -59,6 +59,7 @@ preset = "reference"  # HeatmapConfig preset: "reference" (the released code's d
 noise_seeds = 3  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05)
 top_fraction = 0.1  # top-10% pixels for the IoU between two models' maps
 n_permutations = 9999
+images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)
 runs_dir = ""  # where the resumable heatmap runs live; empty: <figures_dir>/06_runs
 figures_dir = "../figures"
 
@@ -98,7 +99,7 @@ pd.DataFrame({"vision design": design, "decoder size": scale})
 # its correctness and the selected tokens do not depend on the noise seed.
 
 # %%
-df = runner.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs)
+df = runner.zoo_runs(models, n_scenes, seed, config, noise_seeds, out=runs, images=images)
 scored, nonsense = finding.scored_answers(df)  # says so when no answer is right
 print(f"{len(df)} answers, {len(scored)} with a heatmap; skipped, with reasons:")
 df[df.skipped != ""][["model", "question", "answer", "skipped"]]

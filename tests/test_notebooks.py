@@ -219,6 +219,72 @@ def test_notebooks_run_on_random_weight_standins_and_say_so(tmp_path, standin_ca
         assert summary["relative_accuracy"] == {}
 
 
+def _photo_folder(root: Path) -> Path:
+    """Two 640x480 noisy "photos" in the image-folder layout (written here, not by the library):
+    a "cup" given by a box, a "ball" by a mask PNG."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "masks").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:480, :640]
+    ball = (yy - 330) ** 2 + (xx - 160) ** 2 < 70 ** 2
+    entries = []
+    for i in range(2):
+        pixels = (rng.random((480, 640, 3)) * 60 + 90).astype(np.uint8)
+        pixels[100:220, 400:560], pixels[ball] = (200, 30, 30), (30, 30, 200)
+        Image.fromarray(pixels).save(root / f"photo{i}.png")
+        Image.fromarray(ball.astype(np.uint8) * 255).save(root / "masks" / f"photo{i}_ball.png")
+        entries.append({"file": f"photo{i}.png", "objects": [
+            {"name": "cup", "box": [400, 100, 560, 220]},
+            {"name": "ball", "mask": f"masks/photo{i}_ball.png"}]})
+    (root / "annotations.json").write_text(json.dumps({"images": entries}))
+    return root
+
+
+FOLDER_SMALL = {  # the smallest settings that reach every cell
+    "04": {"n_images": 1, "k_values": [0.05, 1.0]},
+    "05": {"seed": 1, "n_questions": 1, "iterations": 1, "ig_iter": 2, "mask_size": 8,
+           "tie_orders": 1},
+    "06": {"n_scenes": 1, "iterations": 1, "ig_iter": 2, "mask_size": 8, "noise_seeds": 1,
+           "n_permutations": 9},
+}
+
+
+@pytest.mark.slow
+def test_notebooks_04_to_06_take_an_image_folder_on_a_standin(tmp_path, standin_cache):
+    """Notebooks 04-06 pointed at a random-weight stand-in and a folder of 640x480 images: they
+    ask about the folder's annotated objects (not the synthetic world's), say plainly that the
+    answers are nonsense, and write summaries with no NaN and no traceback."""
+    from vlmscope.testing.standins import standin_path
+
+    folder = _photo_folder(tmp_path / "photos")
+    path = standin_path("standin-llava-1.5", standin_cache)
+    names = {"is there a cup ?", "is there a ball ?", "where is the cup ?", "where is the ball ?"}
+    for prefix, parameters in FOLDER_SMALL.items():
+        out = tmp_path / prefix
+        [done] = _run_notebooks(out=out, only=[prefix], model_id=str(path), images=str(folder),
+                                parameters=parameters, progress=False)
+        nb = nbformat.read(done, as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (prefix, errors[0].get("evalue") if errors else None)
+        summary = _no_nan((out / f"{prefix}_summary.json").read_text())
+        assert summary["nonsense"], f"{prefix}: random-weight answers passed for sensible"
+        assert f"Nothing to report: {summary['nonsense']}." in _printed(nb), prefix
+        if prefix == "04":
+            rows = pd.read_parquet(out / "04_compression.parquet")
+            assert set(rows.image_file) == {"photo0.png"} and set(rows.question) <= names
+            assert {"exists", "where"} <= set(rows.kind)
+            assert summary["differences"][0].startswith("the data differ: your annotated images")
+        if prefix == "05":  # "color" needs the world's colours: the folder's image is asked "exists"
+            assert summary["question"] in names and summary["question"].startswith("is there")
+            assert "asking 'exists' instead" in _printed(nb)
+            assert set(pd.read_parquet(out / "05_plausibility.parquet").columns) >= {"mass", "map"}
+        if prefix == "06":  # one image x ("where", "exists") x one model
+            assert summary["models"] == [str(path)] and summary["answers"] == 2
+            assert summary["scored"] + summary["skipped"] == 2 and summary["design_vs_scale"] == {}
+
+
 def test_notebooks_run_passes_model_images_and_quick_settings(tmp_path, monkeypatch, capsys):
     """What `notebooks run --model --images --quick -p` hands each notebook (papermill stubbed)."""
     import papermill as pm
@@ -232,13 +298,17 @@ def test_notebooks_run_passes_model_images_and_quick_settings(tmp_path, monkeypa
                                                                            parameters))
     images = Path(__file__).resolve().parents[1] / "data" / "images"
     assert main(["notebooks", "run", "--out", str(tmp_path), "--model", "some/model", "--images",
-                 str(images), "--quick", "--only", "01", "04", "06", "-p", "n_images=5"]) == 0
+                 str(images), "--quick", "--only", "01", "04", "06", "10a", "-p",
+                 "n_images=5"]) == 0
     out = capsys.readouterr().out
     assert seen["01"] == {"figures_dir": str(tmp_path.resolve()), **QUICK["01"], "n_images": 5,
                           "model_id": "some/model", "images": str(images.resolve()),
                           "runs_dir": str(tmp_path.resolve() / "runs" / "01")}
-    assert seen["04"]["model_id"] == "some/model" and "images" not in seen["04"]
-    assert "04_compressed_context.ipynb: its questions need the synthetic world" in out
+    assert seen["04"]["model_id"] == "some/model" and seen["04"]["images"] == str(images.resolve())
+    assert seen["06"]["images"] == str(images.resolve())
+    assert seen["10"]["model_id"] == "some/model" and "images" not in seen["10"]
+    assert "10a_playground.ipynb: its questions need the synthetic world" in out
+    assert "04_compressed_context.ipynb: its questions" not in out
     assert seen["06"]["runs_dir"] == str(tmp_path.resolve() / "runs" / "06")
     assert seen["06"]["noise_seeds"] == QUICK["06"]["noise_seeds"]
     seen.clear()
@@ -298,7 +368,7 @@ def test_notebooks_take_their_images_from_a_folder(tmp_path):
 @pytest.mark.slow
 def test_notebooks_07_to_09_take_their_images_from_a_folder(tmp_path):
     """`--images data/images`: notebooks 07-09 run their findings on the sample folder's
-    annotated objects (05 and 06 ask about colours and shapes the folder does not give)."""
+    annotated objects (04-06 with a folder: the stand-in test above)."""
     sample = Path(__file__).resolve().parents[1] / "data" / "images"
     done = _run_notebooks(out=tmp_path, only=["07", "08", "09"], model_id="organism",
                          images=str(sample), quick=True, progress=False)

@@ -39,38 +39,22 @@ def _run(name: str, vlm, n: int, seed: int, out, **cfg) -> tuple[dict, pd.DataFr
     """THE one place that knows how a run is started: ``(summary, rows)`` of ``name``.
 
     ``cfg``: flat settings (``max_new_tokens``, and the heatmap's ``iterations``,
-    ``ig_iter``, ``size``). Uses ``vlmscope.runner`` where it exists, else
-    ``vlmscope.experiments``.
+    ``ig_iter``, ``size``), sorted into the finding's ``Config`` here.
     """
     import dataclasses
 
-    try:
-        import vlmscope.runner as runner
-    except ModuleNotFoundError as e:  # before the findings registry; any other failure shows
-        if e.name != "vlmscope.runner":
-            raise
-        runner = None
-    if runner is not None:
-        from vlmscope import findings
+    from vlmscope import findings, runner
 
-        config_cls = findings.get(name).Config
-        fields = {f.name for f in dataclasses.fields(config_cls)}
-        if "heatmap" in fields:  # heatmap knobs held in a nested HeatmapConfig
-            from vlmscope.heatmaps import HeatmapConfig
+    config_cls = findings.get(name).Config
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    if "heatmap" in fields:  # heatmap knobs held in a nested HeatmapConfig
+        from vlmscope.heatmaps import HeatmapConfig
 
-            hm = {k: cfg.pop(k) for k in list(cfg) if k not in fields}
-            cfg["heatmap"] = HeatmapConfig(**hm)
-        res = runner.run(name, vlm, n=n, seed=seed, out=out, config=config_cls(**cfg),
-                         model_name="organism", progress=False)
-        return res.summary, res.df
-    from vlmscope.experiments import RunConfig, run_and_load
-    from vlmscope.heatmaps import HeatmapConfig
-
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    hm = {k: v for k, v in cfg.items() if k not in run_fields}
-    return run_and_load(name, vlm, "organism", n, seed, out,
-                        RunConfig(**{k: v for k, v in cfg.items() if k in run_fields}),
-                        progress=False, heatmap=HeatmapConfig(**hm) if name == "heatmaps" else None)
+        hm = {k: cfg.pop(k) for k in list(cfg) if k not in fields}
+        cfg["heatmap"] = HeatmapConfig(**hm)
+    res = runner.run(name, vlm, n=n, seed=seed, out=out, config=config_cls(**cfg),
+                     model_name="organism", progress=False)
+    return res.summary, res.df
 
 
 # ------------------------------------------------------------------ comparison

@@ -255,6 +255,10 @@ def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
     one row per (model, question): the answer, its correctness, iGOS+ mass and pointing
     averaged over the seeds, and ``mask_files`` (one per seed). Prints one line per run.
 
+    ``images`` (an image folder or a local COCO copy, ``datasets.folder.load_images``): its
+    first ``n`` images instead of the synthetic scenes, each asked "where is the <name> ?" and
+    "is there a <name> ?" about one annotated object (``findings.heatmaps.record_questions``;
+    the synthetic scenes' "color" needs the world's colours).
     ``load``: how a model name becomes a ``VLM`` (default ``vlmscope.load``).
     """
     from dataclasses import replace
@@ -263,12 +267,13 @@ def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
     from .models import load as load_model
 
     load = load or load_model
+    kinds = finding.RECORD_KINDS if images else finding.Config().kinds
     frames = []
     for name in models:
         vlm = load(name)
         for noise_seed in range(noise_seeds):
             s, part = run(finding.NAME, vlm, n=n, seed=seed, out=out, images=images,
-                          config=finding.Config(max_new_tokens=max_new_tokens,
+                          config=finding.Config(max_new_tokens=max_new_tokens, kinds=kinds,
                                                 heatmap=replace(heatmap, seed=noise_seed)),
                           model_name=name, progress=False)
             print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (

@@ -2,8 +2,12 @@
 by the attention of its own description (notebook 04; ``compression.compress_image``).
 
 A synthetic scene is asked the MME-style "exists" pair (one yes, one no); an
-annotated image is asked "is there a <name> ?" (yes) for each of its objects,
-and its own question when the folder gives one with its answer.
+annotated image (an image folder or a COCO copy, ``datasets.folder``) is asked
+"is there a <name> ?" (yes) for each of its objects, and its own question when
+the folder gives one with its answer; with "where" in ``Config.questions``
+also "where is the <name> ?" (its 3x3 grid cell). An annotated image has no
+hard negative (nothing says what is absent), so its "exists" questions are
+all yes: a model that always says yes scores 1 on them.
 """
 
 from __future__ import annotations
@@ -43,22 +47,40 @@ def key(cfg: Config, **extra) -> list:
     return [stored_config(cfg.question, cfg.max_new_tokens)] + ([plan] if plan else [])
 
 
-def record_questions(record) -> list[tuple[str, str]]:
-    """(question, truth) pairs for an annotated image: each object's "is there a ... ?" (yes),
-    and the record's own question when it has an answer."""
-    out = [(f"is there a {o.name} ?", "yes") for o in record.objects]
-    if record.question and record.answer:
-        out.append((record.question, record.answer))
+RECORD_KINDS = ("exists", "where")  # the question kinds an annotated image can be asked
+
+
+def record_questions(record, kinds=("exists",)) -> list:
+    """Questions (``datasets.synthetic.Question``: kind, text, truth, object) for an annotated
+    image: for "exists" each object's "is there a ... ?" (yes) and the record's own question
+    when it has an answer (kind "annotated"); for "where" each object's "where is the ... ?"
+    (``LabelledObject.where``). The other kinds need the synthetic world's colours, shapes and
+    counts; asking only those is an error naming them."""
+    from ..datasets.synthetic import Question
+
+    if not any(k in RECORD_KINDS for k in kinds):
+        raise ValueError(f"an annotated image is asked only {' or '.join(RECORD_KINDS)} questions "
+                         f"(the other kinds need the synthetic world's colours, shapes and "
+                         f"counts); got questions {tuple(kinds)}")
+    out = []
+    if "exists" in kinds:
+        out += [Question("exists", f"is there a {o.name} ?", "yes", o) for o in record.objects]
+        if record.question and record.answer:
+            out.append(Question("annotated", record.question, record.answer))
+    if "where" in kinds:
+        out += [Question("where", f"where is the {o.name} ?", o.where, o) for o in record.objects]
     return out
 
 
-def run(vlm, item, cfg: Config = Config()) -> pd.DataFrame:
+def run(vlm, item, cfg: Config = Config(), ctx=None) -> pd.DataFrame:
+    """One row per (variant, K, question) on ``item`` (``ctx``: a ``compression.describe`` of
+    it to reuse, as notebook 04's step-by-step cell does)."""
     from ..compression import compress_image, compress_scene
 
     ccfg = compression_config(cfg)
     if is_scene(item):
-        return compress_scene(vlm, item, ccfg)
-    return compress_image(vlm, item.image, record_questions(item), ccfg)
+        return compress_scene(vlm, item, ccfg, ctx)
+    return compress_image(vlm, item.image, record_questions(item, ccfg.questions), ccfg, ctx)
 
 
 def summarise(df: pd.DataFrame) -> dict:
@@ -139,6 +161,11 @@ def question_sets(cfg: Config, vlm=None, ctx=None) -> dict[str, Config]:
     return sets
 
 
+def on_images(results: pd.DataFrame) -> bool:
+    """Whether ``results`` (``runner.run`` rows) come from annotated images, not synthetic scenes."""
+    return "image_file" in results and bool(results["image_file"].notna().any())
+
+
 def main_k(k_values) -> float:
     """The K of ``k_values`` nearest the paper's 5%."""
     from ..compression import PAPER as HEADLINE
@@ -194,11 +221,16 @@ def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_im
     from ..compression import PAPER as HEADLINE  # the paper's headline, recorded in the summary
 
     rel, red = HEADLINE["relative_performance"], HEADLINE["token_reduction"]
-    differences = ["the data differ: synthetic scenes and short-answer questions, not MME perception; "
-                   "the model is " + ("the small organism, not LLaVA-1.5-7B"
-                                      if model.startswith("organism") else model)]
+    images = on_images(results)
+    data = ("your annotated images, asked whether each named object is there (always yes) and "
+            "where it is" if images else "synthetic scenes and short-answer questions")
+    differences = [f"the data differ: {data}, not MME perception; the model is "
+                   + ("the small organism, not LLaVA-1.5-7B" if model.startswith("organism")
+                      else model)]
     if degenerate:
-        differences.append(f"on the yes/no exists pairs (the MME-like metric) this model answers "
+        asked = ("the exists questions (all yes here)" if images
+                 else "the yes/no exists pairs (the MME-like metric)")
+        differences.append(f"on {asked} this model answers "
                            f"{direct_answers.index[0]!r} every time, even directly: ACC "
                            f"{table.acc.min():.2f}-{table.acc.max():.2f} and ACC+ "
                            f"{table.acc_plus.min():.2f}-{table.acc_plus.max():.2f} for every variant "

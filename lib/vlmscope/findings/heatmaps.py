@@ -143,6 +143,18 @@ def record_questions(record, kinds) -> list[tuple[str, str, str, object]]:
     return [(k, *asked[k], o) for k in usable]
 
 
+def judge(item, truth: str):
+    """``answer text -> right?``: a synthetic scene's exact answer, or for an annotated image an
+    answer that starts with the truth's words ("Yes, there is..." is right for "yes")."""
+    if is_scene(item):
+        return lambda answer: answer.strip() == truth
+
+    from ..judge import words
+
+    want = words(truth)
+    return lambda answer: bool(want) and words(answer)[:len(want)] == want
+
+
 def run(vlm, item, cfg: Config = Config(), mask_dir: Path | None = None,
         tag: str = "") -> pd.DataFrame:
     """Per question with a target object: ``heatmap_row`` on the object's mask."""
@@ -159,16 +171,8 @@ def run(vlm, item, cfg: Config = Config(), mask_dir: Path | None = None,
         seed = zlib.crc32(str(item.file).encode())
     rows = []
     for kind, text, truth, target in asked:
-        if is_scene(item):
-            def ok(answer, truth=truth):
-                return answer.strip() == truth
-        else:
-            from ..judge import words
-
-            def ok(answer, truth=truth):
-                w, want = words(answer), words(truth)
-                return bool(want) and w[:len(want)] == want
-        row = heatmap_row(vlm, item.image, text, target.mask, ok, hcfg, cfg.max_new_tokens,
+        row = heatmap_row(vlm, item.image, text, target.mask, judge(item, truth), hcfg,
+                          cfg.max_new_tokens,
                           mask_dir / f"{tag}-{kind}.safetensors" if mask_dir else None,
                           seed=[seed, len(rows)])
         rows.append({"kind": kind, "truth": truth, "target": target.name, **row})
@@ -611,18 +615,35 @@ class WorkedExample:
 
 
 def explain(vlm, seed: int, kind: str = "color", config: HeatmapConfig = HeatmapConfig(),
-            max_new_tokens: int = 64) -> WorkedExample:
+            max_new_tokens: int = 64, images=None) -> WorkedExample:
     """Answer the synthetic world's ``kind`` question (about one object) on the scene of
     ``World().samples(1, seed)``, select the visually relevant tokens against the blurred
     baseline and optimise iGOS+ keeping each iteration's mask. A model whose answer the
     image does not move, or a wrong answer, gets ``nonsense`` (every token explained, for a
-    demonstration; said so, printed)."""
-    from ..datasets.synthetic import World
+    demonstration; said so, printed).
+
+    ``images`` (an image folder or a local COCO copy, ``datasets.folder.load_images``): the
+    question is asked of its image number ``seed`` (counted round the images there are)
+    instead, about one annotated object (``record_questions``); a ``kind`` an annotated image
+    cannot be asked ("color", "shape") becomes "exists" ("is there a <name> ?"), said so.
+    """
+    from ..datasets.synthetic import Question, World
     from ..heatmaps import igos, make_baseline
     from ..pixels import image_tensor
     from .sense import explainable_selection, nothing_to_report
 
-    scene, [question] = next(World().samples(1, seed=seed, kinds=(kind,)))
+    if images:
+        from ..datasets.folder import load_images
+
+        items = load_images(images, n=seed + 1, seed=seed)
+        scene = items[seed % len(items)]
+        if kind not in RECORD_KINDS:
+            print(f"{scene.file}: an annotated image has no {kind!r} question (it needs the "
+                  "synthetic world's colours and shapes); asking 'exists' instead")
+            kind = "exists"
+        question = Question(*record_questions(scene, (kind,))[0])
+    else:
+        scene, [question] = next(World().samples(1, seed=seed, kinds=(kind,)))
     if question.target is None:
         raise ValueError(f"question kind {kind!r} asks about no single object; use 'color', "
                          "'shape', 'where' or 'exists'")
@@ -631,7 +652,7 @@ def explain(vlm, seed: int, kind: str = "color", config: HeatmapConfig = Heatmap
     image = image_tensor(scene.image)
     baselines = {k: make_baseline(image, k, seed=0, uint8=config.blur_uint8) for k in BASELINE_KINDS}
     selection, nonsense = explainable_selection(vlm, prepared, answer, baselines["blur"], config)
-    if answer.text.strip() != question.answer:
+    if not judge(scene, question.answer)(answer.text):
         nonsense = nonsense or f"the answer {answer.text!r} is wrong (truth {question.answer!r})"
     if nonsense:  # e.g. a random-weight model: the checks run, but explain nonsense
         nothing_to_report(nonsense, "Every answer token is explained so each check runs; read the "

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..models import attention_implementation
+from ..attention import attention_implementation
 from ..pixels import image_tensor
 from .baselines import config_baseline
 from .config import HeatmapConfig

@@ -115,7 +115,7 @@ def check_image_gradients(vlm, size, question: str = "what is this ?"):
     log-probability of the argmax next token must have a finite, non-zero
     gradient in the ORIGINAL pixels.
     """
-    from ..models import attention_implementation
+    from ..attention import attention_implementation
     from ..pixels import image_tensor
 
     image = smooth_image(*size)
@@ -353,7 +353,11 @@ def _standins_markdown() -> list[str]:
         nb = "yes (`test_notebooks.py`)" if name in ("standin-llava-1.5", "standin-qwen2-vl") else "-"
         out.append(f"| `{name}` | yes (`test_capabilities.py`) | yes (`test_standins.py`) "
                    f"| yes (`test_standins.py`) | {nb} | not run yet |")
-    out += ["", "The selftest paints its squares on a 96x64 picture (30x20 for LLaVA-NeXT and",
+    out += ["", "Notebooks 04-06 also run on `standin-llava-1.5` with an image folder (two 640x480",
+            "pictures, one object given by a box, one by a mask PNG; `test_notebooks.py`), each",
+            "saying \"Nothing to report: <reason>.\" for the random-weight answers; 00-03 and",
+            "07-09 run on the sample folder `data/images` with the organism.",
+            "", "The selftest paints its squares on a 96x64 picture (30x20 for LLaVA-NeXT and",
             "OneVision) except on the Idefics3 and SmolVLM stand-ins, which use their canvas size",
             "(1456x1092, 2048x1536): a small picture is enlarged ~15x there with LANCZOS, whose",
             "blur reaches further than the check's 2-pixel margin. `benchmarks/gpu_check.py`",
