@@ -209,3 +209,30 @@ def test_agreement_refuses_an_annotated_image(tiny, question):
 
 def test_vs_paper_is_empty_no_paper_has_this():
     assert AG.PAPER.empty and list(AG.vs_paper({}).columns)[:3] == ["quantity", "ours", "paper"]
+
+
+def test_example_scores_every_map_and_draws_them(tiny, question, stubbed):
+    from vlmscope import plots
+
+    scene, mean = question
+    ex = AG.example(tiny, scene, "color", mean, methods=("noisy", "flat"))
+    assert list(ex.tokens) == ["causal", "noisy", "flat"]
+    assert ex.scores.loc["causal", "causal_spearman"] != ex.scores.loc["causal", "causal_spearman"]
+    direct = T.rank_correlation(ex.tokens["noisy"], ex.question.causal)
+    assert ex.scores.loc["noisy", "causal_spearman"] == pytest.approx(direct)
+    fig = plots.method_maps(ex)
+    assert len([a for a in fig.axes if a.images]) == 4  # mask, causal, two methods
+
+
+def test_worked_examples_pick_the_questions_methods_disagree_on():
+    import pandas as pd
+
+    rows = []
+    for seed, spread in ((1, 0.0), (2, 0.4), (3, 0.2)):
+        for m, v in (("a", 0.5 - spread), ("b", 0.5 + spread)):
+            for truth in ("auroc", "causal_spearman"):
+                rows.append({"model": "m", "scene_seed": seed, "kind": "color", "question": "q",
+                             "answer": "x", "method": m, "reference": False, "oracle": False,
+                             "truth": truth, "value": v})
+    picked = AG.worked_examples(pd.DataFrame(rows), k=2)
+    assert picked.scene_seed.tolist() == [2, 3]

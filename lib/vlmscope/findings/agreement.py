@@ -69,18 +69,22 @@ def key(cfg: Config, mean=None, **extra) -> list:
             None if mean is None else mean.images_digest, "rules-1"]
 
 
-def setup(vlm, store, cfg: Config, seed: int, items=()) -> dict:
-    """The mean visual-token vector over 32 reference scenes (cached in the store) and the
-    weight-randomised copy of the model (``heatmaps.randomised``, seed 0)."""
+def reference_mean(vlm, seed: int = 0, cache=None):
+    """The mean visual-token vector over 32 reference scenes of ``seed`` (none of a run's)."""
     from ..ablation import mean_vector
     from ..datasets.synthetic import World, _mix
 
+    world = World()
+    return mean_vector(vlm, [world.scene(_mix(10**6 + seed, j)).image for j in range(32)],
+                       cache=cache)
+
+
+def setup(vlm, store, cfg: Config, seed: int, items=()) -> dict:
+    """The mean visual-token vector (``reference_mean``, cached in the store) and the
+    weight-randomised copy of the model (``heatmaps.randomised``, seed 0)."""
     if any(not is_scene(it) for it in items):
         not_for_images("agreement", "each question's exact answer and the asked-about object's mask")
-    world = World()
-    mean = mean_vector(vlm, [world.scene(_mix(10**6 + seed, j)).image for j in range(32)],
-                       cache=store.root / f"mean-{seed}.safetensors")
-    out = {"mean": mean}
+    out = {"mean": reference_mean(vlm, seed, cache=store.root / f"mean-{seed}.safetensors")}
     if cfg.randomised:
         from ..heatmaps import randomised
 
@@ -328,3 +332,102 @@ def vs_paper(data) -> pd.DataFrame:
     """No paper measured attribution methods against exact masks and causal truth: an empty
     table of the usual columns."""
     return ours_vs_paper(PAPER, {})
+
+
+# ------------------------------------------------------------------ for notebook 10
+@dataclass
+class Example:
+    """One question in detail: ``question`` (with both truths), each map over the image tokens
+    (``tokens``: "causal" and every method, sequence order), each method's pixel map
+    (``pixels``) and ``scores`` (a row per map, a column per truth)."""
+
+    question: Question
+    tokens: dict
+    pixels: dict
+    scores: pd.DataFrame
+
+
+def example(vlm, scene, kind: str, mean, methods=METHODS, max_new_tokens: int = 6) -> Example:
+    """Every method's map of the scene's ``kind`` question, scored against both truths (the
+    geometric ones, ``causal_spearman`` and ``region_hit``; no deletion: see ``run``)."""
+    q = ask(vlm, scene, kind, mean, max_new_tokens)
+    tokens, pixels = {"causal": q.causal}, {}
+    for m in methods:
+        a = attribute(vlm, q.prepared, q.answer, m)
+        tokens[m], pixels[m] = token_values(a.tokens, q.prepared.geometry), np.asarray(a.pixels)
+    scores = pd.DataFrame({name: score(q, v) for name, v in tokens.items()}).T
+    scores.loc["causal", [c for c in CAUSAL if c in scores]] = np.nan
+    return Example(q, tokens, pixels, scores)
+
+
+def worked_examples(df: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """The ``k`` questions on which the methods disagree most: the spread (standard deviation
+    over ranked methods) of ``auroc`` plus that of ``causal_spearman``, highest first, one
+    question per scene. Columns model, scene_seed, kind, question, answer, spread."""
+    d = rankable(df)
+    d = d[(d.method != "random") & d.truth.isin(["auroc", "causal_spearman"])]
+    keys = [c for c in ("model", "scene_seed", "kind", "question", "answer") if c in d]
+    spread = d.groupby([*keys, "truth"]).value.std().groupby(keys).sum(min_count=1)
+    out = spread.rename("spread").reset_index().sort_values("spread", ascending=False)
+    out = out.drop_duplicates([c for c in ("model", "scene_seed") if c in out])
+    return out.head(k).reset_index(drop=True)
+
+
+def table(lb: pd.DataFrame, truths=(*GEOMETRIC, *CAUSAL, *STABILITY)) -> pd.DataFrame:
+    """``leaderboard`` rows as "mean [low, high]" text, a row per (model, method), a column
+    per truth (the notebook's and the docs' table)."""
+    lb = lb[lb.truth.isin(truths)].copy()
+    lb["text"] = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else f"{m:.2f}"
+                  for m, lo, hi in zip(lb["mean"], lb.low, lb.high)]
+    index = [c for c in ("model", "method") if c in lb]
+    out = lb.pivot_table(index=index, columns="truth", values="text", aggfunc="first")
+    return out[[t for t in truths if t in out]]
+
+
+# the method each study's conclusions rest on (shared/REFERENCES.md A, B, C)
+STUDIES = {"igos+": "Xing et al. 2025: focus vs correctness, design vs scale (notebooks 05-06)",
+           "attention": "Kaduri et al. 2025: attention maps and localisation (notebooks 01-02)",
+           "lens": "Neo et al. 2025: logit lens on image tokens (notebook 08)",
+           "patching": "Neo et al. 2025: object-token ablation (notebook 07; the causal truth)"}
+
+
+def for_the_papers(df: pd.DataFrame) -> pd.DataFrame:
+    """The methods the three studies rest on (``STUDIES``), as this run scores them: mean
+    pointing, AUROC and Spearman with the causal map, and their ranks among the ranked methods
+    (of ``ranking``'s length)."""
+    r = ranking(df)
+    means = df.pivot_table(index="method", columns="truth", values="value", aggfunc="mean")
+    rows = []
+    for method, study in STUDIES.items():
+        if method not in means.index:
+            continue
+        rows.append({"method": method, "study": study,
+                     **{t: means.loc[method].get(t, np.nan) for t in
+                        ("pointing", "auroc", "causal_spearman")},
+                     "geometric rank": r["geometric"].get(method, np.nan),
+                     "causal rank": r["causal"].get(method, np.nan), "of": len(r)})
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def accuracy_by_kind(df: pd.DataFrame) -> dict:
+    """Exact-match accuracy of the explained answers per question kind (``findings.answer_sense``'s
+    input)."""
+    one = df.drop_duplicates([c for c in ("model", "_key", "kind", "question") if c in df])
+    return {k: float(v) for k, v in one.groupby("kind").correct.mean().items()}
+
+
+def write(folder, df: pd.DataFrame, lb: pd.DataFrame, models, n_scenes: int,
+          nonsense: str | None = None, prefix: str = "10") -> dict:
+    """Keep notebook 10's results in ``folder``: the leaderboard (``<prefix>_leaderboard.parquet``)
+    and the summary (``summarise`` of every member's rows, the members, the scenes per member,
+    accuracy by kind) as ``<prefix>_summary.json``; return it as written."""
+    from pathlib import Path
+
+    from .sense import write_summary
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lb.to_parquet(folder / f"{prefix}_leaderboard.parquet")
+    return write_summary(folder / f"{prefix}_summary.json", {
+        "models": list(models), "n_scenes": n_scenes, "accuracy": accuracy_by_kind(df),
+        **{k: v for k, v in summarise(df).items() if k != "accuracy"}}, nonsense)
