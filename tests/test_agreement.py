@@ -236,3 +236,40 @@ def test_worked_examples_pick_the_questions_methods_disagree_on():
                              "truth": truth, "value": v})
     picked = AG.worked_examples(pd.DataFrame(rows), k=2)
     assert picked.scene_seed.tolist() == [2, 3]
+
+
+def test_ranking_leaves_out_oracles_references_and_a_method_on_its_own_truth():
+    import pandas as pd
+
+    rows = []
+    for method, oracle, causal, v in (("a", False, False, 0.9), ("b", False, False, 0.1),
+                                      ("best", True, False, 1.0), ("patch", False, True, 1.0),
+                                      ("causal", False, True, 1.0), ("random", False, False, 0.5)):
+        for truth in ("auroc", "causal_spearman"):
+            rows.append({"method": method, "oracle": oracle, "causal": causal,
+                         "reference": method in AG.REFERENCES, "truth": truth, "value": v})
+    r = AG.ranking(pd.DataFrame(rows))
+    assert set(r.index) == {"a", "b", "patch", "random"}  # no oracle, no causal reference map
+    assert np.isnan(r.loc["patch", "causal_spearman"]) and r.loc["patch", "auroc"] == 1
+    assert r.loc["a", "causal_spearman"] == 1 and r.loc["b", "causal_spearman"] == 3
+
+
+def test_the_leaderboard_figure_has_a_panel_per_truth():
+    import pandas as pd
+
+    from vlmscope import plots
+
+    lb = pd.DataFrame({"model": "m", "method": ["a", "b", "a", "b"],
+                       "truth": ["auroc", "auroc", "deletion", "deletion"],
+                       "mean": [0.8, 0.6, 0.2, 0.4], "low": [0.7, 0.5, 0.1, 0.3],
+                       "high": [0.9, 0.7, 0.3, 0.5]})
+    fig = plots.agreement_leaderboard(lb, truths=("auroc", "deletion", "insertion"))
+    assert [a.get_title() for a in fig.axes] == ["auroc", "deletion (lower better)"]
+
+
+def test_an_unknown_method_is_refused_before_any_question(tiny, tmp_path):
+    from vlmscope import runner
+
+    with pytest.raises(ValueError, match="no-such-method"):
+        runner.run("agreement", tiny, n=1, out=tmp_path, progress=False,
+                   config=AG.Config(methods=("no-such-method",), randomised=False))

@@ -39,14 +39,14 @@ from ._common import is_scene, not_for_images, option, ours_vs_paper, paper_tabl
 
 NAME = "agreement"
 
-METHODS = ("attention", "rollout", "attention_x_gradient", "gradient", "integrated_gradients",
+METHODS = ("attention", "attention@best", "rollout", "attention_x_gradient", "gradient", "integrated_gradients",
            "igos+", "igos++", "igos+_ls", "relevancy", "lens", "patching")
 KINDS = ("color", "shape", "where", "exists")
 GEOMETRIC = ("pointing", "mass_in_mask", "auroc")
 CAUSAL = ("causal_spearman", "region_hit", "deletion", "insertion")
 STABILITY = ("seed_spearman", "random_spearman")
 LOWER_IS_BETTER = ("deletion",)
-SELF_TRUTHS = {"patching": CAUSAL}  # the method that IS the causal truth
+SELF_TRUTHS = {"patching": CAUSAL}  # the method that IS the causal truth (or ``Attribution.causal``)
 REFERENCES = ("causal", "random")  # reference maps beside the methods, never ranked as methods
 
 
@@ -84,6 +84,8 @@ def setup(vlm, store, cfg: Config, seed: int, items=()) -> dict:
     weight-randomised copy of the model (``heatmaps.randomised``, seed 0)."""
     if any(not is_scene(it) for it in items):
         not_for_images("agreement", "each question's exact answer and the asked-about object's mask")
+    for m in cfg.methods:  # an unknown method stops here, naming the known ones
+        takes_seed(m)
     out = {"mean": reference_mean(vlm, seed, cache=store.root / f"mean-{seed}.safetensors")}
     if cfg.randomised:
         from ..heatmaps import randomised
@@ -97,6 +99,12 @@ def attribute(vlm, prepared, answer, method: str, **options):
     from .. import attribution
 
     return attribution.attribute(vlm, prepared, answer, method, **options)
+
+
+def options(method: str, q) -> dict:
+    """What a method is told beyond the question: an oracle method (``attention@best``) chooses
+    its layer by the causal map (per image token, sequence order)."""
+    return {"truth": q.causal} if method.endswith("@best") else {}
 
 
 def takes_seed(method: str) -> bool:
@@ -191,11 +199,12 @@ def stability(vlm, q: Question, method: str, values, cfg: Config, random_vlm=Non
 
     out = {}
     if cfg.noise_seeds > 1 and takes_seed(method):
-        others = [token_values(attribute(vlm, q.prepared, q.answer, method, seed=s).tokens,
-                               q.prepared.geometry) for s in range(1, cfg.noise_seeds)]
+        others = [token_values(attribute(vlm, q.prepared, q.answer, method, seed=s,
+                                         **options(method, q)).tokens, q.prepared.geometry)
+                  for s in range(1, cfg.noise_seeds)]
         out["seed_spearman"] = float(np.nanmean([rank_correlation(values, o) for o in others]))
     if random_vlm is not None:
-        r = attribute(random_vlm, q.prepared, q.answer, method).tokens
+        r = attribute(random_vlm, q.prepared, q.answer, method, **options(method, q)).tokens
         out["random_spearman"] = rank_correlation(values, token_values(r, q.prepared.geometry))
     return out
 
@@ -221,7 +230,7 @@ def run(vlm, item, cfg: Config = Config(), mean=None, random_vlm=None) -> pd.Dat
         rng = np.random.default_rng([item.seed, len(rows)])
         maps = {"causal": (q.causal, None), "random": (rng.random(q.causal.size), None)}
         for m in cfg.methods:
-            a = attribute(vlm, q.prepared, q.answer, m)
+            a = attribute(vlm, q.prepared, q.answer, m, **options(m, q))
             maps[m] = (token_values(a.tokens, q.prepared.geometry), a)
         for name, (values, a) in maps.items():
             truths = score(q, values)
@@ -231,9 +240,11 @@ def run(vlm, item, cfg: Config = Config(), mean=None, random_vlm=None) -> pd.Dat
             if cfg.deletion and name != "causal" and grid is not None:
                 truths["deletion"], truths["insertion"] = deletion_insertion(
                     vlm, q.prepared, q.answer, grid)
-            meta = {"oracle": False, "seconds": float("nan"), "peak_bytes": float("nan")}
+            meta = {"oracle": False, "causal": name == "causal", "seconds": float("nan"),
+                    "peak_bytes": float("nan")}
             if a is not None:
-                meta = {"oracle": bool(a.oracle), "seconds": float(a.seconds),
+                meta = {"oracle": bool(a.oracle), "causal": bool(getattr(a, "causal", False)),
+                        "seconds": float(a.seconds),
                         "peak_bytes": float("nan") if a.peak_bytes is None else float(a.peak_bytes)}
                 truths.update(stability(vlm, q, name, values, cfg,
                                              random_vlm if cfg.randomised else None))
@@ -251,6 +262,8 @@ def rankable(df: pd.DataFrame) -> pd.DataFrame:
     d = d[~d.oracle.astype(bool)]
     for method, truths in SELF_TRUTHS.items():
         d = d[~((d.method == method) & d.truth.isin(truths))]
+    if "causal" in d:  # a method flagged as computing the causal truth
+        d = d[~(d.causal.astype(bool) & d.truth.isin(CAUSAL))]
     return d
 
 
@@ -353,7 +366,7 @@ def example(vlm, scene, kind: str, mean, methods=METHODS, max_new_tokens: int = 
     q = ask(vlm, scene, kind, mean, max_new_tokens)
     tokens, pixels = {"causal": q.causal}, {}
     for m in methods:
-        a = attribute(vlm, q.prepared, q.answer, m)
+        a = attribute(vlm, q.prepared, q.answer, m, **options(m, q))
         tokens[m], pixels[m] = token_values(a.tokens, q.prepared.geometry), np.asarray(a.pixels)
     scores = pd.DataFrame({name: score(q, v) for name, v in tokens.items()}).T
     scores.loc["causal", [c for c in CAUSAL if c in scores]] = np.nan
