@@ -1,0 +1,35 @@
+"""Attribution methods behind one interface: which image tokens (and pixels) an answer rests on.
+
+``attribute(vlm, prepared, answer, method, **options) -> Attribution`` runs one
+registered method and records its cost; ``METHODS`` (name -> function
+``fn(vlm, prepared, answer, **options)``), ``get(name)`` and ``names()`` are the
+registry. ``answer`` is the answer text (or ids, or a ``Generation``); the
+score explained is the answer's teacher-forced log-probability, the sum over its
+tokens (``vlm.score(prepared, answer).total``) unless a method says otherwise.
+
+One module per family:
+
+- ``raw_attention``: ``"attention"`` (mean over layers, every layer in
+  ``extra["layers"]``; ``layer=`` picks one), ``"attention@best"`` (the layer
+  that agrees best with a ``truth=``; ``oracle=True``), ``"rollout"``
+  (Abnar & Zuidema 2020);
+- ``gradients``: ``"gradient"`` (saliency at the LM input's image embeddings);
+
+An ``Attribution`` holds ``tokens`` (the image-token grid, or ``[n_image]`` on
+tiled models: see its docstring), ``pixels`` ``[H, W]`` of the original image,
+``seconds``, ``peak_bytes`` (CUDA's allocator peak, or the CPU heap's sampled
+peak: ``_base.measure``), ``oracle``, ``causal`` and ``extra``.
+
+>>> a = attribute(vlm, prepared, "red", "gradient")     # doctest: +SKIP
+>>> a.tokens.shape, a.pixels.shape, a.seconds            # doctest: +SKIP
+((8, 8), (64, 64), 0.04)
+"""
+
+from __future__ import annotations
+
+from . import gradients, raw_attention  # noqa: F401  (each registers its methods)
+from ._base import (METHODS, Attribution, answer_pass, attribute, forward, from_pixels,
+                    from_tokens, get, measure, names, paint, pool, single_grid)
+
+__all__ = ["Attribution", "METHODS", "get", "names", "attribute", "measure", "answer_pass",
+           "forward", "from_tokens", "from_pixels", "paint", "pool", "single_grid"]
