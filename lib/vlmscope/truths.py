@@ -109,11 +109,17 @@ def causal_map(vlm, prepared, answer, vector: torch.Tensor) -> np.ndarray:
     return np.array([drops[i] for i in range(n)], dtype=np.float64)
 
 
-def deletion_insertion(vlm, prepared, answer, grid, config=None) -> tuple[float, float]:
+def deletion_insertion(vlm, prepared, answer, grid, config=None,
+                       min_gap: float = 0.05) -> tuple[float, float]:
     """``(deletion, insertion)`` of a token map on the image-token grid ``[rows, cols]`` (high =
     important), in the reference definition: ``heatmaps.faithfulness`` under
     ``HeatmapConfig.preset("reference")`` (or ``config``), every answer position scored.
-    Deletion: lower is better; insertion: higher is better."""
+    Deletion: lower is better; insertion: higher is better.
+
+    Both curves are normalised by the answer's probability on the image minus that on the
+    blurred baseline; when the baseline lowers it by less than ``min_gap`` (the blur does not
+    remove what the answer rests on, e.g. "no" to "is there a ...?") the normalised scores
+    are meaningless (they run to hundreds) and both are NaN."""
     from .heatmaps import HeatmapConfig, faithfulness, select_tokens
 
     grid = np.asarray(grid, dtype=np.float64)
@@ -124,4 +130,6 @@ def deletion_insertion(vlm, prepared, answer, grid, config=None) -> tuple[float,
     sel = select_tokens(vlm, prepared, ids, config=config, positions=range(len(ids)))
     # faithfulness deletes the LOWEST mask values first (an iGOS mask: low = important)
     f = faithfulness(vlm, prepared, sel, -np.nan_to_num(grid, nan=-np.inf), config=config)
+    if not f.original - f.baseline >= min_gap:
+        return float("nan"), float("nan")
     return f.deletion, f.insertion

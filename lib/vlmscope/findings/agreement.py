@@ -14,7 +14,8 @@ map is scored (one row per question, method and truth):
   answer's log-probability under mean-vector replacement at the LM input),
   ``region_hit`` (the object the map puts most mean importance on is the one
   whose replacement costs the answer most; scenes of 2+ objects), ``deletion``
-  (lower is better) and ``insertion`` in the reference definition;
+  (lower is better) and ``insertion`` in the reference definition (NaN where
+  the blurred baseline barely lowers the answer's probability: ``truths``);
 - stability: ``seed_spearman`` (the same method under other noise seeds, for
   methods that take a seed) and ``random_spearman`` (the map on a
   weight-randomised copy of the model: a HIGH value means the map does not
@@ -66,7 +67,7 @@ def key(cfg: Config, mean=None, **extra) -> list:
     """What a stored part's key holds between the model and the item id: the configuration,
     the mean vector's images and the rules' version."""
     return [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-            None if mean is None else mean.images_digest, "rules-1"]
+            None if mean is None else mean.images_digest, "rules-2"]
 
 
 def reference_mean(vlm, seed: int = 0, cache=None):
