@@ -43,7 +43,7 @@
 # %% tags=["parameters"]
 model_id = "organism-vit-m"  # the member the worked examples and the explorer use
 models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]  # []: model_id only
-n_scenes = 3  # per member; one question of each kind per scene (the docs' study: 15 = 60 questions)
+n_scenes = 3  # per member; one question of each kind per scene (the docs: 15 scenes = 60 questions)
 kinds = ["color", "shape", "where", "exists"]
 methods = []  # attribution methods; empty: every method of the study (findings.agreement.METHODS)
 noise_seeds = 2  # seeds per method that draws noise (seed stability)
@@ -172,7 +172,7 @@ from ipywidgets import Dropdown, IntSlider, interact  # noqa: E402
 
 interact(lambda scene, kind: plots.method_maps(finding.example(vlm, World().scene(scene), kind, mean,
                                                                cfg.methods)),
-         scene=IntSlider(value=7, min=0, max=200), kind=Dropdown(options=list(kinds)))
+         scene=IntSlider(value=7, min=0, max=200), kind=Dropdown(options=list(kinds)));
 
 # %% [markdown]
 # ## What to take away

@@ -179,7 +179,8 @@ def test_run_agreement_resumes_and_ranks(tiny, tmp_path, stubbed):
     assert set(df[df.method == "causal"].truth) <= set(AG.GEOMETRIC)
     r = AG.ranking(res.df)
     assert "causal" not in r.index and np.isnan(r.loc["patching", "causal"])
-    assert s["ranking_causal"] == r.sort_values("causal").index.tolist()
+    assert s["ranking_causal"] == r["causal"].dropna().sort_values().index.tolist()
+    assert "patching" in s["ranking_geometric"] and "patching" not in s["ranking_causal"]
     assert set(s["ranking_geometric"]) == {"random", "noisy", "flat", "patching"}
     written = json.loads((tmp_path / "agreement.summary.json").read_text())
     assert written["leaderboard"] == s["leaderboard"]

@@ -46,7 +46,7 @@ KINDS = ("color", "shape", "where", "exists")
 GEOMETRIC = ("pointing", "mass_in_mask", "auroc")
 CAUSAL = ("causal_spearman", "region_hit", "deletion", "insertion")
 STABILITY = ("seed_spearman", "random_spearman")
-LOWER_IS_BETTER = ("deletion",)
+LOWER_IS_BETTER = ("deletion", "random_spearman")  # a map that survives random weights is suspect
 SELF_TRUTHS = {"patching": CAUSAL}  # the method that IS the causal truth (or ``Attribution.causal``)
 REFERENCES = ("causal", "random")  # reference maps beside the methods, never ranked as methods
 
@@ -289,8 +289,8 @@ def leaderboard(df: pd.DataFrame, by=("model", "method", "truth"), confidence: f
 
 
 def ranking(df: pd.DataFrame) -> pd.DataFrame:
-    """Methods ranked per truth (1 = best; deletion ascending, the rest descending) on their
-    mean over every question (and model), from ``rankable`` rows; ``geometric`` and
+    """Methods ranked per truth (1 = best; deletion and random_spearman ascending, the rest
+    descending) on their mean over every question (and model), from ``rankable`` rows; ``geometric`` and
     ``causal`` are the mean ranks over those truths, and ``shift`` = causal - geometric
     (positive: the method looks better against the mask than against the model's use)."""
     d = rankable(df)
@@ -323,8 +323,8 @@ def summarise(df: pd.DataFrame) -> dict:
                                                       ["question", "answer"]).correct.mean()), 4),
            "leaderboard": {t: {m: round(float(v), 4) for m, v in means[t].items() if np.isfinite(v)}
                            for t in means.index.get_level_values(0).unique()},
-           "ranking_geometric": r.sort_values("geometric").index.tolist(),
-           "ranking_causal": r.sort_values("causal").index.tolist(),
+           "ranking_geometric": r["geometric"].dropna().sort_values().index.tolist(),
+           "ranking_causal": r["causal"].dropna().sort_values().index.tolist(),
            "rank_shift": {m: round(float(v), 2) for m, v in r["shift"].items() if np.isfinite(v)}}
     causal_geo = df[df.method == "causal"].groupby("truth").value.mean()
     out["causal_map_on_object"] = {t: round(float(v), 4) for t, v in causal_geo.items()
