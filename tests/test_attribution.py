@@ -109,6 +109,10 @@ def test_tiled_model_gives_tokens_in_sequence_order(tmp_path):
     assert len(p.geometry.grids) > 1
     assert a.tokens.shape == (p.groups.image.numel(),)
     assert a.pixels.shape == p.image.size[::-1] and np.isfinite(a.pixels).all()
+    # the processor's own batch of the same prompt patches exactly as one forward per token
+    sets = [[0], [5], [40], [1, 2]]
+    np.testing.assert_allclose(A.patch_drops(vlm, p, "red", sets, batch=3),
+                               A.patch_drops(vlm, p, "red", sets, batch=1), rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------ gradient
@@ -187,3 +191,112 @@ def test_rollout_is_the_numpy_product(organism, prepared):
         aug = w.mean(0) + np.eye(T)
         wrong = wrong @ (aug / aug.sum(-1, keepdims=True))
     assert not np.allclose(a.tokens_1d, wrong[rows][:, img].mean(0), atol=1e-6)
+
+
+# ------------------------------------------------------------ attention x gradient
+def _eager_attention_grads(model, E, mask, ids, rows):
+    """Each layer's eager attention and its gradient of the answer's log-probability, by hand."""
+    E = E.clone().requires_grad_(True)
+    out = model.model.language_model(inputs_embeds=E, attention_mask=mask, output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    logp = torch.log_softmax(model.lm_head(out.last_hidden_state[0, rows]).double(), -1)
+    logp[torch.arange(len(ids)), ids].sum().backward()
+    return [(a[0].detach().double().numpy(), a.grad[0].double().numpy()) for a in out.attentions]
+
+
+def _one_layer(vlm):
+    """A copy of ``vlm`` with only its first decoder layer."""
+    model = copy.deepcopy(vlm.model)
+    lm = model.model.language_model
+    lm.layers = lm.layers[:1]
+    for cfg in (lm.config, model.config.text_config):
+        cfg.num_hidden_layers = 1
+        if getattr(cfg, "layer_types", None):
+            cfg.layer_types = cfg.layer_types[:1]
+    return vlmscope.wrap(model, vlm.processor)
+
+
+@pytest.mark.parametrize("depth", ["one layer", "all layers"])
+def test_relevancy_is_chefers_rule_by_hand(organism, prepared, depth):
+    vlm = _one_layer(organism) if depth == "one layer" else organism
+    p = vlm.prepare(prepared.image, prepared.question)
+    input_ids, mask, pix, ids, rows = _teacher_forced(vlm, p, ANSWER)
+    E = _lm_inputs_embeds(vlm.model, input_ids, mask, pix)
+    pairs = _eager_attention_grads(vlm.model, E, mask, ids, rows)
+    assert len(pairs) == (1 if depth == "one layer" else 2)
+    img, T = p.groups.image.numpy(), E.shape[1]
+    R = np.eye(T)
+    for A_, G in pairs:
+        R = R + np.maximum(G * A_, 0).mean(0) @ R
+    want = R[rows.numpy()][:, img].mean(0)
+    a = A.attribute(vlm, p, ANSWER, "relevancy")
+    np.testing.assert_allclose(a.tokens_1d, want, rtol=1e-5, atol=1e-9)
+    unclamped = np.eye(T)  # without the positive part the map differs: the test can fail
+    for A_, G in pairs:
+        unclamped = unclamped + (G * A_).mean(0) @ unclamped
+    assert not np.allclose(a.tokens_1d, unclamped[rows.numpy()][:, img].mean(0), rtol=1e-3)
+    if depth == "all layers":
+        axg = A.attribute(vlm, p, ANSWER, "attention_x_gradient")
+        per = np.stack([np.maximum((A_ * G).mean(0), 0)[rows.numpy()][:, img].mean(0)
+                        for A_, G in pairs])
+        np.testing.assert_allclose(axg.tokens_1d, per.sum(0), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(np.stack([g.reshape(-1) for g in axg.extra["layers"]]), per,
+                                   rtol=1e-5, atol=1e-9)
+        assert not np.allclose(axg.tokens_1d, per[::-1].sum(0) - per[0], atol=1e-9)
+
+
+# ------------------------------------------------------------------------ logit lens
+def test_lens_is_lm_head_of_the_normed_hidden_state(organism, prepared):
+    with torch.no_grad():
+        out = organism.model(**prepared.inputs, output_hidden_states=True)
+    lm, img = organism.model.model.language_model, prepared.groups.image
+    word = organism.tokenizer.convert_tokens_to_ids(ANSWER)
+    with torch.no_grad():
+        first = torch.softmax(organism.model.lm_head(lm.norm(out.hidden_states[1][0, img])).double(), -1)
+        last = torch.softmax(out.logits[0, img].double(), -1)  # the last layer: the model's own output
+    a = A.attribute(organism, prepared, ANSWER, "lens")
+    layers = np.stack([g.reshape(-1) for g in a.extra["layers"]])
+    np.testing.assert_allclose(layers[0], first[:, word].numpy(), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(layers[1], last[:, word].numpy(), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(a.tokens_1d, np.maximum(layers[0], layers[1]))
+    assert not np.allclose(layers[0], last[:, word].numpy(), rtol=1e-2)  # the layers differ
+    other = organism.tokenizer.convert_tokens_to_ids("red")
+    assert not np.allclose(layers[1], last[:, other].numpy(), rtol=1e-2)  # and the words
+    one = A.attribute(organism, prepared, ANSWER, "lens", layer=0)
+    assert one.method == "lens@L0"
+    np.testing.assert_allclose(one.tokens_1d, first[:, word].numpy(), rtol=1e-4, atol=1e-8)
+    assert A.attribute(organism, prepared, ANSWER, "lens", word="red").extra["word"] == "red"
+
+
+# -------------------------------------------------------------------------- patching
+def test_patching_is_a_direct_forward_with_the_patched_embeddings(organism, prepared, scene):
+    input_ids, mask, pix, ids, rows = _teacher_forced(organism, prepared, ANSWER)
+    E = _lm_inputs_embeds(organism.model, input_ids, mask, pix)
+    img = prepared.groups.image
+    vec = E[0, img].double().mean(0).float()  # the mean of this image's visual tokens
+    with torch.no_grad():
+        clean = float(_answer_logprob_from_embeds(organism.model, E, mask, ids, rows))
+
+    def drop(tokens):
+        E2 = E.clone()
+        E2[0, img[tokens]] = vec
+        with torch.no_grad():
+            return clean - float(_answer_logprob_from_embeds(organism.model, E2, mask, ids, rows))
+
+    obj = prepared.geometry.tokens_for_mask(scene.objects[0].mask)
+    a = A.attribute(organism, prepared, ANSWER, "patching", batch=7,
+                    regions={"object": scene.objects[0].mask, "first": [0, 1]})
+    assert a.causal and not a.oracle
+    toks = [0, 5, 27, 63]
+    want = [drop([t]) for t in toks]
+    np.testing.assert_allclose(a.tokens_1d[toks], want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(a.tokens_1d[toks[::-1]], want, rtol=1e-2, atol=1e-4)
+    assert a.extra["regions"]["object"] == pytest.approx(drop(list(obj)), rel=1e-4, abs=1e-5)
+    assert a.extra["regions"]["first"] == pytest.approx(drop([0, 1]), rel=1e-4, abs=1e-5)
+    np.testing.assert_array_equal(a.extra["region_tokens"]["object"], obj)
+    # one forward per replacement gives the same map as the batches
+    single = A.patch_drops(organism, prepared, ANSWER, [[t] for t in toks], batch=1)
+    np.testing.assert_allclose(single, a.tokens_1d[toks], rtol=1e-4, atol=1e-5)
+    with pytest.raises(IndexError, match="0..63"):
+        A.patch_drops(organism, prepared, ANSWER, [[64]])

@@ -14,6 +14,10 @@ One module per family:
   that agrees best with a ``truth=``; ``oracle=True``), ``"rollout"``
   (Abnar & Zuidema 2020);
 - ``gradients``: ``"gradient"`` (saliency at the LM input's image embeddings);
+- ``relevancy``: ``"attention_x_gradient"``, ``"relevancy"`` (Chefer et al. 2021);
+- ``logit_lens``: ``"lens"`` (the object word's probability at each image token);
+- ``patching``: ``"patching"`` (mean-vector replacement per token and per region at the
+  LM input; ``causal=True``: it is the study's causal truth), ``patch_drops``;
 
 An ``Attribution`` holds ``tokens`` (the image-token grid, or ``[n_image]`` on
 tiled models: see its docstring), ``pixels`` ``[H, W]`` of the original image,
@@ -27,9 +31,11 @@ peak: ``_base.measure``), ``oracle``, ``causal`` and ``extra``.
 
 from __future__ import annotations
 
-from . import gradients, raw_attention  # noqa: F401  (each registers its methods)
+from . import gradients, logit_lens, patching, raw_attention, relevancy  # noqa: F401  (each registers its methods)
+from .patching import patch_drops
 from ._base import (METHODS, Attribution, answer_pass, attribute, forward, from_pixels,
                     from_tokens, get, measure, names, paint, pool, single_grid)
 
 __all__ = ["Attribution", "METHODS", "get", "names", "attribute", "measure", "answer_pass",
-           "forward", "from_tokens", "from_pixels", "paint", "pool", "single_grid"]
+           "forward", "from_tokens", "from_pixels", "paint", "pool", "single_grid",
+           "patch_drops"]

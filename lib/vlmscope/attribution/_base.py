@@ -207,10 +207,9 @@ class _FullAttention:
         self.weights: dict[int, torch.Tensor] = {}
 
     def observe(self, layer: int, weights: torch.Tensor, k: int):
-        w = weights[0]
-        if w.requires_grad:
-            w.retain_grad()
-        self.weights[layer] = w
+        if weights.requires_grad:  # the gradient reaches the tensor the model used, not a view
+            weights.retain_grad()
+        self.weights[layer] = weights
 
 
 def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False) -> dict:
@@ -220,7 +219,8 @@ def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False)
     gradient and runs ``score.backward()`` (weights frozen): ``embeds.grad`` and,
     with ``attentions=True``, each layer's ``attn[l].grad`` are then filled.
     ``attentions=True`` runs the language model on the suite's attention backend
-    (``vlmscope.attention``) keeping every layer's full weights ``[heads, T, T]``.
+    (``vlmscope.attention``) keeping every layer's full weights ``[heads, T, T]`` (batch row 0,
+    detached, with the gradient in ``.grad`` when ``grad=True``).
     """
     from ..attention import attention
 
@@ -245,7 +245,14 @@ def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False)
         score = ap.score(logits)[0]
         if grad:
             score.backward()
-    attn = [rec.weights[l] for l in sorted(rec.weights)] if rec is not None else None
+    attn = None
+    if rec is not None:
+        attn = []
+        for l in sorted(rec.weights):
+            w = rec.weights[l]
+            one = w.detach()[0]
+            one.grad = w.grad[0] if w.grad is not None else None
+            attn.append(one)
     return {"pass": ap, "score": score.detach(), "embeds": held["embeds"], "attn": attn}
 
 
