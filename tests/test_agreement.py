@@ -274,3 +274,15 @@ def test_an_unknown_method_is_refused_before_any_question(tiny, tmp_path):
     with pytest.raises(ValueError, match="no-such-method"):
         runner.run("agreement", tiny, n=1, out=tmp_path, progress=False,
                    config=AG.Config(methods=("no-such-method",), randomised=False))
+
+
+def test_the_patching_method_reproduces_the_causal_truth(tiny, question):
+    """Two independent computations of one quantity: the method (batched, its own edit) and the
+    truth (a forward per token through ``ablation.ablated``)."""
+    from vlmscope import attribution
+
+    scene, mean = question
+    q = AG.ask(tiny, scene, "color", mean)
+    a = attribution.attribute(tiny, q.prepared, q.answer, "patching", **AG.options("patching", q))
+    assert a.causal and not a.oracle
+    np.testing.assert_allclose(AG.token_values(a.tokens, q.prepared.geometry), q.causal, atol=1e-4)

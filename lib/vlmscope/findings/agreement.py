@@ -104,8 +104,13 @@ def attribute(vlm, prepared, answer, method: str, **options):
 
 def options(method: str, q) -> dict:
     """What a method is told beyond the question: an oracle method (``attention@best``) chooses
-    its layer by the causal map (per image token, sequence order)."""
-    return {"truth": q.causal} if method.endswith("@best") else {}
+    its layer by the causal map (per image token, sequence order); ``patching`` replaces
+    tokens with the truth's mean vector (so it computes the causal truth itself)."""
+    if method.endswith("@best"):
+        return {"truth": q.causal}
+    if method == "patching" and q.mean is not None:
+        return {"vector": q.mean}
+    return {}
 
 
 def takes_seed(method: str) -> bool:
@@ -155,6 +160,7 @@ class Question:
     objects: dict
     causal: np.ndarray
     regions: dict
+    mean: object = None  # the MeanVector the causal truth replaced tokens with
 
 
 def ask(vlm, scene, kind: str, mean, max_new_tokens: int = 6) -> Question:
@@ -172,7 +178,7 @@ def ask(vlm, scene, kind: str, mean, max_new_tokens: int = 6) -> Question:
     regions = region_drops(vlm, p, answer, mean.vector,
                            {n: np.nonzero(m)[0] for n, m in objects.items()})
     return Question(scene, kind, q.text, q.answer, q.target, p, answer, inside, objects, causal,
-                    regions)
+                    regions, mean)
 
 
 def score(q: Question, values: np.ndarray) -> dict:
