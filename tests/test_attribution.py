@@ -36,6 +36,10 @@ ANSWER = "purple"
 def _options(name, prepared, scene):
     if name == "attention@best":
         return {"truth": prepared.geometry.mask_coverage(scene.objects[0].mask)}
+    if name.startswith("igos"):  # small settings: the shapes, not the optimum
+        return {"iterations": 2, "ig_iter": 3}
+    if name == "integrated_gradients":
+        return {"steps": 8}
     return {}
 
 
@@ -68,8 +72,9 @@ def _lm_inputs_embeds(model, input_ids, mask, pixel_values):
 def _answer_logprob_from_embeds(model, embeds, mask, ids, rows):
     """Sum of the answer's log-probabilities from the language model run on ``embeds``."""
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-    logp = torch.log_softmax(model.lm_head(hidden[0, rows]).double(), -1)
-    return logp[torch.arange(len(ids)), ids].sum()
+    logp = torch.log_softmax(model.lm_head(hidden[:, rows]).double(), -1)  # [B, n, V]
+    total = logp[:, torch.arange(len(ids)), ids].sum(-1)
+    return total[0] if len(total) == 1 else total
 
 
 # ---------------------------------------------------------------------- interface
@@ -126,17 +131,15 @@ def test_gradient_matches_a_central_finite_difference(organism, prepared):
     h = 1e-2  # the decoder's RMSNorm computes in float32 even in a float64 model: no smaller h
     toks = [0, 27, 63]
     norms = []
-    for tok in toks:
-        fd = torch.zeros(E.shape[-1], dtype=torch.float64)
-        for j in range(E.shape[-1]):
-            vals = []
-            for s in (1, -1):
-                E2 = E.clone()
-                E2[0, img[tok], j] += s * h
-                with torch.no_grad():
-                    vals.append(_answer_logprob_from_embeds(vlm.model, E2, mask, ids, rows))
-            fd[j] = (vals[0] - vals[1]) / (2 * h)
-        norms.append(float(fd.norm()))
+    d = E.shape[-1]
+    for tok in toks:  # all 2d perturbed copies of E in one batch
+        E2 = E.repeat(2 * d, 1, 1)
+        coords = torch.arange(d)
+        E2[coords, img[tok], coords] += h
+        E2[d + coords, img[tok], coords] -= h
+        with torch.no_grad():
+            f = _answer_logprob_from_embeds(vlm.model, E2, mask.repeat(2 * d, 1), ids, rows)
+        norms.append(float(((f[:d] - f[d:]) / (2 * h)).norm()))
     np.testing.assert_allclose(a.tokens_1d[toks], norms, rtol=0.01)
     assert not np.allclose(a.tokens_1d[toks[::-1]], norms, rtol=0.01)  # another token's would fail
 
@@ -300,3 +303,73 @@ def test_patching_is_a_direct_forward_with_the_patched_embeddings(organism, prep
     np.testing.assert_allclose(single, a.tokens_1d[toks], rtol=1e-4, atol=1e-5)
     with pytest.raises(IndexError, match="0..63"):
         A.patch_drops(organism, prepared, ANSWER, [[64]])
+
+
+# ---------------------------------------------------------------- integrated gradients
+def test_integrated_gradients_are_complete(organism, prepared):
+    from PIL import Image
+
+    a = A.attribute(organism, prepared, ANSWER, "integrated_gradients", steps=24)
+    # f through the processor's own preprocessing (not the torch pixel pipeline IG runs on)
+    f_image = organism.score(prepared, ANSWER).total
+    black = Image.new("RGB", prepared.image.size)
+    f_black = organism.score(organism.prepare(black, prepared.question), ANSWER).total
+    assert a.pixels.sum() == pytest.approx(f_image - f_black, abs=0.02 * abs(f_image - f_black) + 1e-3)
+    assert abs(f_image - f_black) > 0.1  # a test of something: the baseline changes the answer
+    assert a.pixels.sum() != pytest.approx(f_black - f_image, abs=0.02 * abs(f_image - f_black))
+    coarse = A.attribute(organism, prepared, ANSWER, "integrated_gradients", steps=4)
+    assert abs(coarse.pixels.sum() - (f_image - f_black)) > abs(a.pixels.sum() - (f_image - f_black))
+    # tokens are the means of the pixels over each token's box
+    x0, y0, x1, y1 = prepared.geometry.boxes[10]
+    box = a.pixels[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))]
+    assert a.tokens_1d[10] == pytest.approx(box.mean())
+    with pytest.raises(ValueError, match="baseline"):
+        A.attribute(organism, prepared, ANSWER, "integrated_gradients", baseline="white")
+
+
+# ----------------------------------------------------------------------------- iGOS
+def _independent_igos():
+    """``benchmarks/igos_reference.py``: iGOS+/iGOS++ written again, sharing no code with
+    ``vlmscope.heatmaps``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "igos_reference.py"
+    spec = importlib.util.spec_from_file_location("igos_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name,method", [("igos+", "igos+"), ("igos++", "igos++")])
+def test_igos_is_the_released_algorithm(organism, prepared, name, method):
+    from scipy.stats import spearmanr
+
+    R = _independent_igos()
+    settings = dict(iterations=2, ig_iter=3, noise=0.0)
+    a = A.attribute(organism, prepared, ANSWER, name, **settings)
+    ids = organism.answer_ids(ANSWER, prepared).tolist()
+    ref = R.igos(organism, prepared, ids, list(range(len(ids))), method=method, **settings)
+    assert ref.min() < 1 and a.extra["config"].btv == "released"  # the reference preset
+    rho = spearmanr(a.extra["mask"].ravel(), ref.ravel()).statistic
+    print(f"{name}: Spearman rho against the independent reference {rho:.4f}")
+    assert rho >= 0.99, rho
+    assert spearmanr(a.extra["mask"].ravel(), ref.T.ravel()).statistic < 0.9  # a transposed map fails
+    # the pixels are 1 - the mask upsampled; the tokens their means over the token boxes
+    assert a.pixels.shape == prepared.image.size[::-1] and 0 <= a.pixels.min() <= a.pixels.max() <= 1
+    x0, y0, x1, y1 = prepared.geometry.boxes[20]
+    box = a.pixels[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))]
+    assert a.tokens_1d[20] == pytest.approx(box.mean())
+
+
+def test_igos_line_search_variant(organism, prepared):
+    a = A.attribute(organism, prepared, ANSWER, "igos+_ls", iterations=2, ig_iter=3)
+    assert a.extra["config"].step == "armijo" and a.extra["config"].btv == "released"
+    assert all("step" in row and row["trials"] >= 1 for row in a.extra["trace"])
+    plain = A.attribute(organism, prepared, ANSWER, "igos+", iterations=2, ig_iter=3)
+    assert "step" not in plain.extra["trace"][0]
+    ref = A.attribute(organism, prepared, ANSWER, "igos+", iterations=2, ig_iter=3,
+                      selection="reference")
+    assert ref.extra["selection"].startswith(("reference rule", "every answer position (the"))
+    with pytest.raises(ValueError, match="selection"):
+        A.attribute(organism, prepared, ANSWER, "igos+", selection="best")

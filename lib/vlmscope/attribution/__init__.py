@@ -13,7 +13,10 @@ One module per family:
   ``extra["layers"]``; ``layer=`` picks one), ``"attention@best"`` (the layer
   that agrees best with a ``truth=``; ``oracle=True``), ``"rollout"``
   (Abnar & Zuidema 2020);
-- ``gradients``: ``"gradient"`` (saliency at the LM input's image embeddings);
+- ``gradients``: ``"gradient"`` (saliency at the LM input's image embeddings),
+  ``"integrated_gradients"`` (in the original pixels, Captum's ``IntegratedGradients``);
+- ``igos``: ``"igos+"``, ``"igos++"`` (the heatmaps' ``"reference"`` preset) and
+  ``"igos+_ls"`` (the same with the Armijo line search);
 - ``relevancy``: ``"attention_x_gradient"``, ``"relevancy"`` (Chefer et al. 2021);
 - ``logit_lens``: ``"lens"`` (the object word's probability at each image token);
 - ``patching``: ``"patching"`` (mean-vector replacement per token and per region at the
@@ -31,7 +34,7 @@ peak: ``_base.measure``), ``oracle``, ``causal`` and ``extra``.
 
 from __future__ import annotations
 
-from . import gradients, logit_lens, patching, raw_attention, relevancy  # noqa: F401  (each registers its methods)
+from . import gradients, igos, logit_lens, patching, raw_attention, relevancy  # noqa: F401  (each registers its methods)
 from .patching import patch_drops
 from ._base import (METHODS, Attribution, answer_pass, attribute, forward, from_pixels,
                     from_tokens, get, measure, names, paint, pool, single_grid)
