@@ -115,10 +115,14 @@ def options(method: str, q) -> dict:
 
 
 def takes_seed(method: str) -> bool:
-    """Whether the method draws noise (its function takes a ``seed``)."""
+    """Whether the method draws noise: its function takes a ``seed``, or passes its settings on
+    to a ``HeatmapConfig`` (the iGOS methods; ``HeatmapConfig.seed``)."""
     from .. import attribution
 
-    return "seed" in inspect.signature(attribution.get(method)).parameters
+    fn = attribution.get(method)
+    params = inspect.signature(fn).parameters
+    forwards = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return "seed" in params or (forwards and fn.__module__.endswith(".igos"))
 
 
 def token_values(attr_tokens, geometry) -> np.ndarray:
