@@ -42,11 +42,12 @@
 
 # %% tags=["parameters"]
 model_id = "organism-vit-m"  # the member the worked examples and the explorer use
-models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]  # []: model_id only
-n_scenes = 3  # per member; one question of each kind per scene (the docs: 15 scenes = 60 questions)
+models = []  # zoo members of the leaderboard (all four: organism.ZOO); empty: model_id only
+n_scenes = 1  # per member; one question of each kind per scene (15 scenes give the 60 questions of the docs)
 kinds = ["color", "shape", "where", "exists"]
 methods = []  # attribution methods; empty: every method of the study (findings.agreement.METHODS)
 noise_seeds = 2  # seeds per method that draws noise (seed stability)
+randomised = True  # also explain a weight-randomised copy of each member (the sanity check)
 n_resamples = 1000  # bootstrap resamples of the intervals
 seed = 0
 runs_dir = ""  # resumable run stores; empty: <figures_dir>/10_runs
@@ -66,7 +67,7 @@ from vlmscope.findings import answer_sense, nothing_to_report
 figures = Path(figures_dir)
 runs = Path(runs_dir) if runs_dir else figures / "10_runs"
 cfg = finding.Config(methods=tuple(methods or finding.METHODS), kinds=tuple(kinds),
-                     noise_seeds=noise_seeds)
+                     noise_seeds=noise_seeds, randomised=randomised)
 
 # %% [markdown]
 # ## The methods, a paragraph each
