@@ -268,12 +268,11 @@ def test_the_leaderboard_figure_has_a_panel_per_truth():
     assert [a.get_title() for a in fig.axes] == ["auroc", "deletion (lower better)"]
 
 
-def test_an_unknown_method_is_refused_before_any_question(tiny, tmp_path):
-    from vlmscope import runner
-
-    with pytest.raises(ValueError, match="no-such-method"):
-        runner.run("agreement", tiny, n=1, out=tmp_path, progress=False,
-                   config=AG.Config(methods=("no-such-method",), randomised=False))
+def test_an_unknown_method_or_kind_is_refused_in_the_config():
+    with pytest.raises(ValueError, match="unknown attribution method 'no-such-method'; known: "):
+        AG.Config(methods=("gradient", "no-such-method"))
+    with pytest.raises(ValueError, match="kinds: \\['describe'\\]"):
+        AG.Config(kinds=("color", "describe"))
 
 
 def test_the_patching_method_reproduces_the_causal_truth(tiny, question):

@@ -63,6 +63,16 @@ class Config:
     deletion: bool = option(True, "deletion / insertion scores (the reference definition)")
     max_new_tokens: int = option(6, "answer length in tokens", minimum=1)
 
+    def __post_init__(self):  # refused here, before any model loads
+        if not self.methods:
+            raise ValueError("methods: name at least one attribution method")
+        for m in self.methods:
+            takes_seed(m)  # an unknown method: ValueError listing the known ones
+        bad = [k for k in self.kinds if k not in KINDS + ("count",)]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds: {bad or 'none given'}; short-answer kinds are "
+                             f"{', '.join(KINDS + ('count',))}")
+
 
 def key(cfg: Config, mean=None, **extra) -> list:
     """What a stored part's key holds between the model and the item id: the configuration,
@@ -86,8 +96,6 @@ def setup(vlm, store, cfg: Config, seed: int, items=()) -> dict:
     weight-randomised copy of the model (``heatmaps.randomised``, seed 0)."""
     if any(not is_scene(it) for it in items):
         not_for_images("agreement", "each question's exact answer and the asked-about object's mask")
-    for m in cfg.methods:  # an unknown method stops here, naming the known ones
-        takes_seed(m)
     out = {"mean": reference_mean(vlm, seed, cache=store.root / f"mean-{seed}.safetensors")}
     if cfg.randomised:
         from ..heatmaps import randomised
