@@ -285,3 +285,23 @@ def test_the_patching_method_reproduces_the_causal_truth(tiny, question):
     a = attribution.attribute(tiny, q.prepared, q.answer, "patching", **AG.options("patching", q))
     assert a.causal and not a.oracle
     np.testing.assert_allclose(AG.token_values(a.tokens, q.prepared.geometry), q.causal, atol=1e-4)
+
+
+def test_a_method_that_refuses_an_answer_is_recorded_not_fatal(tiny, question, monkeypatch):
+    scene, mean = question
+
+    def refuse_where(vlm, prepared, answer, method, **options):
+        if method == "picky" and "where" in prepared.question:
+            raise ValueError("'top left' is 2 tokens in this vocabulary")
+        return _stub_attribute(vlm, prepared, answer, method, **options)
+
+    monkeypatch.setattr(AG, "attribute", refuse_where)
+    monkeypatch.setattr(AG, "takes_seed", lambda m: False)
+    cfg = AG.Config(methods=("picky",), kinds=("color", "where"), randomised=False, deletion=False)
+    df = AG.run(tiny, scene, cfg, mean=mean)
+    skipped = df[df.truth == "skipped"]
+    assert len(skipped) == 1 and skipped.kind.iloc[0] == "where" and "2 tokens" in skipped.note.iloc[0]
+    assert set(df[(df.method == "picky") & (df.truth != "skipped")].kind) == {"color"}
+    s = AG.summarise(df)
+    assert s["skipped"] == {"picky": 1} and "skipped" not in s["leaderboard"]
+    assert "skipped" not in AG.ranking(df).columns

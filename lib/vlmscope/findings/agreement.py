@@ -230,7 +230,9 @@ def stability(vlm, q: Question, method: str, values, cfg: Config, random_vlm=Non
 
 
 def run(vlm, item, cfg: Config = Config(), mean=None, random_vlm=None) -> pd.DataFrame:
-    """Every (question kind, method, truth) of the scene: a tidy row each with ``value``."""
+    """Every (question kind, method, truth) of the scene: a tidy row each with ``value``. A
+    method that refuses the answer (a ``ValueError``, e.g. the logit lens on an answer of
+    several tokens) gets one row, truth "skipped", its reason in ``note``."""
     from ..truths import deletion_insertion
 
     if mean is None:
@@ -250,7 +252,13 @@ def run(vlm, item, cfg: Config = Config(), mean=None, random_vlm=None) -> pd.Dat
         rng = np.random.default_rng([item.seed, zlib.crc32(kind.encode())])  # chance, per question
         maps = {"causal": (q.causal, None), "random": (rng.random(q.causal.size), None)}
         for m in cfg.methods:
-            a = attribute(vlm, q.prepared, q.answer, m, **options(m, q))
+            try:
+                a = attribute(vlm, q.prepared, q.answer, m, **options(m, q))
+            except ValueError as e:  # the method cannot explain this answer: say so, go on
+                rows.append({**base, "method": m, "reference": False, "oracle": False,
+                             "causal": False, "seconds": float("nan"), "peak_bytes": float("nan"),
+                             "truth": "skipped", "value": float("nan"), "note": str(e)})
+                continue
             maps[m] = (token_values(a.tokens, q.prepared.geometry), a)
         for name, (values, a) in maps.items():
             truths = score(q, values)
@@ -270,7 +278,7 @@ def run(vlm, item, cfg: Config = Config(), mean=None, random_vlm=None) -> pd.Dat
                                              random_vlm if cfg.randomised else None))
             for truth, value in truths.items():
                 rows.append({**base, "method": name, "reference": name in REFERENCES,
-                             **meta, "truth": truth, "value": float(value)})
+                             **meta, "truth": truth, "value": float(value), "note": ""})
     return pd.DataFrame(rows)
 
 
@@ -279,7 +287,7 @@ def rankable(df: pd.DataFrame) -> pd.DataFrame:
     """The rows a ranking may use: no reference map but ``random`` (chance), no oracle method,
     and no method scored against the truth it computes (``SELF_TRUTHS``)."""
     d = df[(df.method == "random") | ~df.reference.astype(bool)]
-    d = d[~d.oracle.astype(bool)]
+    d = d[~d.oracle.astype(bool) & (d.truth != "skipped")]
     for method, truths in SELF_TRUTHS.items():
         d = d[~((d.method == method) & d.truth.isin(truths))]
     if "causal" in d:  # a method flagged as computing the causal truth
@@ -333,7 +341,7 @@ def disagreements(df: pd.DataFrame, min_shift: float = 2.0) -> pd.DataFrame:
 def summarise(df: pd.DataFrame) -> dict:
     if df.empty:
         return {}
-    d = df[df.method != "causal"]
+    d = df[(df.method != "causal") & (df.truth != "skipped")]
     means = d.groupby(["truth", "method"]).value.mean()
     r = ranking(df)
     out = {"questions": int(df.drop_duplicates(["_key", "kind"] if "_key" in df else
@@ -348,6 +356,9 @@ def summarise(df: pd.DataFrame) -> dict:
     causal_geo = df[df.method == "causal"].groupby("truth").value.mean()
     out["causal_map_on_object"] = {t: round(float(v), 4) for t, v in causal_geo.items()
                                    if np.isfinite(v)}
+    skipped = df[df.truth == "skipped"]
+    if len(skipped):  # methods that could not explain some answers, and how many
+        out["skipped"] = {m: int(v) for m, v in skipped.groupby("method").size().items()}
     if "random_spearman" in means:
         out["sanity_suspect"] = sorted(m for m, v in means["random_spearman"].items()
                                        if m not in REFERENCES and v > 0.5)
