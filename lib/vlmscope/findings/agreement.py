@@ -26,6 +26,8 @@ geometrically only: how much the model relies on the object) and ``random``
 (seeded noise: chance). The ``patching`` method computes the causal truth
 (``SELF_TRUTHS``): it is not ranked on the causal truths, nor is an
 ``oracle`` method (one that chose a setting with the truth's help) ranked at all.
+
+(About 480 lines: the finding and notebook 10's helpers, which read its rows, kept together.)
 """
 
 from __future__ import annotations
@@ -218,14 +220,17 @@ def stability(vlm, q: Question, method: str, values, cfg: Config, random_vlm=Non
     from ..truths import rank_correlation
 
     out = {}
-    if cfg.noise_seeds > 1 and takes_seed(method):
-        others = [token_values(attribute(vlm, q.prepared, q.answer, method, seed=s,
-                                         **options(method, q)).tokens, q.prepared.geometry)
-                  for s in range(1, cfg.noise_seeds)]
-        out["seed_spearman"] = float(np.nanmean([rank_correlation(values, o) for o in others]))
-    if random_vlm is not None:
-        r = attribute(random_vlm, q.prepared, q.answer, method, **options(method, q)).tokens
-        out["random_spearman"] = rank_correlation(values, token_values(r, q.prepared.geometry))
+    try:  # a method that refuses the other seed's or the random copy's answer: NaN
+        if cfg.noise_seeds > 1 and takes_seed(method):
+            others = [token_values(attribute(vlm, q.prepared, q.answer, method, seed=s,
+                                             **options(method, q)).tokens, q.prepared.geometry)
+                      for s in range(1, cfg.noise_seeds)]
+            out["seed_spearman"] = float(np.nanmean([rank_correlation(values, o) for o in others]))
+        if random_vlm is not None:
+            r = attribute(random_vlm, q.prepared, q.answer, method, **options(method, q)).tokens
+            out["random_spearman"] = rank_correlation(values, token_values(r, q.prepared.geometry))
+    except ValueError:
+        out = {k: out.get(k, float("nan")) for k in ("seed_spearman", "random_spearman")}
     return out
 
 
