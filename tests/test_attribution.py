@@ -78,11 +78,34 @@ def _answer_logprob_from_embeds(model, embeds, mask, ids, rows):
 
 
 # ---------------------------------------------------------------------- interface
-def test_registry_and_unknown_name():
-    for name in ("attention", "attention@best", "rollout", "gradient"):
+def test_registry_and_unknown_name(organism, prepared):
+    for name in ("attention", "attention@best", "rollout", "attention_x_gradient", "gradient",
+                 "integrated_gradients", "igos+", "igos++", "igos+_ls", "relevancy", "lens",
+                 "patching"):
         assert name in A.names() and A.get(name) is A.METHODS[name]
     with pytest.raises(ValueError, match="unknown attribution method 'nope'.*gradient"):
         A.get("nope")
+    with pytest.raises(ValueError, match="'gradient' has no option.*steps.*its options: none"):
+        A.attribute(organism, prepared, ANSWER, "gradient", steps=3)
+    with pytest.raises(ValueError, match="target must be"):
+        A.attribute(organism, prepared, ANSWER, "relevancy", target="prob")
+
+
+def test_cost_measure_sees_an_allocation(organism):
+    import time
+
+    with A.measure(organism) as cost:
+        block = torch.ones(64, 1024, 1024)  # 256 MiB, held for a while
+        time.sleep(0.05)
+        del block
+    assert cost["seconds"] >= 0.05
+    if cost["peak_bytes"] is not None:  # glibc present: the heap's peak held the block
+        assert cost["peak_bytes"] >= 256 * 2 ** 20, cost
+        assert "mallinfo2" in cost["how"]
+    with A.measure(organism) as idle:
+        time.sleep(0.02)
+    if idle["peak_bytes"] is not None:
+        assert idle["peak_bytes"] < 16 * 2 ** 20, idle
 
 
 @pytest.mark.parametrize("name", A.names())
@@ -110,10 +133,14 @@ def test_tiled_model_gives_tokens_in_sequence_order(tmp_path):
 
     vlm = vlmscope.load(build_tiny("llava-next", tmp_path / "next"))
     p = vlm.prepare(World().scene(seed=1).image, "what color is the circle ?")
-    a = A.attribute(vlm, p, "red", "gradient")
     assert len(p.geometry.grids) > 1
-    assert a.tokens.shape == (p.groups.image.numel(),)
-    assert a.pixels.shape == p.image.size[::-1] and np.isfinite(a.pixels).all()
+    for name, options in [("gradient", {}), ("rollout", {}), ("relevancy", {}), ("lens", {}),
+                          ("integrated_gradients", {"steps": 4}),
+                          ("igos+", {"iterations": 1, "ig_iter": 2})]:
+        a = A.attribute(vlm, p, "red", name, **options)
+        assert a.tokens.shape == (p.groups.image.numel(),), name
+        np.testing.assert_array_equal(a.tokens_1d, a.tokens)
+        assert a.pixels.shape == p.image.size[::-1] and np.isfinite(a.pixels).all(), name
     # the processor's own batch of the same prompt patches exactly as one forward per token
     sets = [[0], [5], [40], [1, 2]]
     np.testing.assert_allclose(A.patch_drops(vlm, p, "red", sets, batch=3),
@@ -197,14 +224,16 @@ def test_rollout_is_the_numpy_product(organism, prepared):
 
 
 # ------------------------------------------------------------ attention x gradient
-def _eager_attention_grads(model, E, mask, ids, rows):
-    """Each layer's eager attention and its gradient of the answer's log-probability, by hand."""
+def _eager_attention_grads(model, E, mask, ids, rows, target="logprob"):
+    """Each layer's eager attention and its gradient of the answer's summed log-probability
+    (or summed logits, the released relevancy code's target), by hand."""
     E = E.clone().requires_grad_(True)
     out = model.model.language_model(inputs_embeds=E, attention_mask=mask, output_attentions=True)
     for a in out.attentions:
         a.retain_grad()
-    logp = torch.log_softmax(model.lm_head(out.last_hidden_state[0, rows]).double(), -1)
-    logp[torch.arange(len(ids)), ids].sum().backward()
+    logits = model.lm_head(out.last_hidden_state[0, rows]).double()
+    scores = torch.log_softmax(logits, -1) if target == "logprob" else logits
+    scores[torch.arange(len(ids)), ids].sum().backward()
     return [(a[0].detach().double().numpy(), a.grad[0].double().numpy()) for a in out.attentions]
 
 
@@ -226,19 +255,24 @@ def test_relevancy_is_chefers_rule_by_hand(organism, prepared, depth):
     p = vlm.prepare(prepared.image, prepared.question)
     input_ids, mask, pix, ids, rows = _teacher_forced(vlm, p, ANSWER)
     E = _lm_inputs_embeds(vlm.model, input_ids, mask, pix)
-    pairs = _eager_attention_grads(vlm.model, E, mask, ids, rows)
-    assert len(pairs) == (1 if depth == "one layer" else 2)
     img, T = p.groups.image.numpy(), E.shape[1]
-    R = np.eye(T)
-    for A_, G in pairs:
-        R = R + np.maximum(G * A_, 0).mean(0) @ R
-    want = R[rows.numpy()][:, img].mean(0)
-    a = A.attribute(vlm, p, ANSWER, "relevancy")
-    np.testing.assert_allclose(a.tokens_1d, want, rtol=1e-5, atol=1e-9)
-    unclamped = np.eye(T)  # without the positive part the map differs: the test can fail
-    for A_, G in pairs:
-        unclamped = unclamped + (G * A_).mean(0) @ unclamped
-    assert not np.allclose(a.tokens_1d, unclamped[rows.numpy()][:, img].mean(0), rtol=1e-3)
+
+    def by_hand(pairs, clamp=True):
+        R = np.eye(T)
+        for A_, G in pairs:
+            R = R + (np.maximum(G * A_, 0) if clamp else G * A_).mean(0) @ R
+        return R[rows.numpy()][:, img].mean(0)
+
+    logit_pairs = _eager_attention_grads(vlm.model, E, mask, ids, rows, target="logit")
+    assert len(logit_pairs) == (1 if depth == "one layer" else 2)
+    a = A.attribute(vlm, p, ANSWER, "relevancy")  # the released target: the logit
+    np.testing.assert_allclose(a.tokens_1d, by_hand(logit_pairs), rtol=1e-5, atol=1e-9)
+    # without the positive part the map differs: the test can fail
+    assert not np.allclose(a.tokens_1d, by_hand(logit_pairs, clamp=False), rtol=1e-3)
+    pairs = _eager_attention_grads(vlm.model, E, mask, ids, rows)
+    lp = A.attribute(vlm, p, ANSWER, "relevancy", target="logprob")
+    np.testing.assert_allclose(lp.tokens_1d, by_hand(pairs), rtol=1e-5, atol=1e-9)
+    assert not np.allclose(lp.tokens_1d, a.tokens_1d, rtol=1e-3)  # and so would the wrong target
     if depth == "all layers":
         axg = A.attribute(vlm, p, ANSWER, "attention_x_gradient")
         per = np.stack([np.maximum((A_ * G).mean(0), 0)[rows.numpy()][:, img].mean(0)

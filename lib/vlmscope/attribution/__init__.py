@@ -17,10 +17,13 @@ One module per family:
   ``"integrated_gradients"`` (in the original pixels, Captum's ``IntegratedGradients``);
 - ``igos``: ``"igos+"``, ``"igos++"`` (the heatmaps' ``"reference"`` preset) and
   ``"igos+_ls"`` (the same with the Armijo line search);
-- ``relevancy``: ``"attention_x_gradient"``, ``"relevancy"`` (Chefer et al. 2021);
-- ``logit_lens``: ``"lens"`` (the object word's probability at each image token);
+- ``relevancy``: ``"attention_x_gradient"``, ``"relevancy"`` (Chefer et al. 2021; it
+  differentiates the answer's logits, as the released code does: ``target=``);
+- ``logit_lens``: ``"lens"`` (the object word's probability at each image token; the
+  word is the answer text unless ``word=``);
 - ``patching``: ``"patching"`` (mean-vector replacement per token and per region at the
-  LM input; ``causal=True``: it is the study's causal truth), ``patch_drops``;
+  LM input; ``causal=True``: it is the study's causal truth; ``vector=`` the
+  mean visual-token vector, by default this image's own), ``patch_drops``.
 
 An ``Attribution`` holds ``tokens`` (the image-token grid, or ``[n_image]`` on
 tiled models: see its docstring), ``pixels`` ``[H, W]`` of the original image,
@@ -34,10 +37,11 @@ peak: ``_base.measure``), ``oracle``, ``causal`` and ``extra``.
 
 from __future__ import annotations
 
-from . import gradients, igos, logit_lens, patching, raw_attention, relevancy  # noqa: F401  (each registers its methods)
-from .patching import patch_drops
 from ._base import (METHODS, Attribution, answer_pass, attribute, forward, from_pixels,
                     from_tokens, get, measure, names, paint, pool, single_grid)
+# each family registers its methods on import, in this order (``names()``)
+from . import raw_attention, relevancy, gradients, igos, logit_lens, patching  # noqa: F401, E402, I001
+from .patching import patch_drops  # noqa: E402
 
 __all__ = ["Attribution", "METHODS", "get", "names", "attribute", "measure", "answer_pass",
            "forward", "from_tokens", "from_pixels", "paint", "pool", "single_grid",

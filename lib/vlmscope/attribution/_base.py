@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import inspect
 import threading
 import time
 from contextlib import contextmanager
@@ -61,8 +62,17 @@ METHODS: dict[str, Callable] = {}
 def register(name: str):
     """Add a method to ``METHODS`` under ``name``; calling it measures its time and memory."""
     def wrap(fn):
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)
         def timed(vlm, prepared, answer, **options) -> Attribution:
+            try:
+                signature.bind(vlm, prepared, answer, **options)
+            except TypeError:
+                known = [p for p in list(signature.parameters)[3:]]
+                raise ValueError(f"attribution method {name!r} has no option(s) "
+                                 f"{', '.join(sorted(set(options) - set(known)))}; its options: "
+                                 f"{', '.join(known) or 'none'}") from None
             with measure(vlm) as cost:
                 out = fn(vlm, prepared, answer, **options)
             out.seconds, out.peak_bytes = cost["seconds"], cost["peak_bytes"]
@@ -116,7 +126,8 @@ def measure(vlm, interval: float = 0.002):
     ``seconds``, ``peak_bytes`` and ``how``.
 
     On CUDA: ``torch.cuda.max_memory_allocated`` after a reset, minus what was
-    allocated before (the block's own peak, exact). On the CPU: glibc's
+    allocated before (the block's own peak, exact; on the model's input device only,
+    so a model spread over several devices is under-counted). On the CPU: glibc's
     ``mallinfo2`` in-use bytes (where torch's CPU tensors live), sampled every
     ``interval`` seconds by a thread, the peak minus the value at the start (a
     peak shorter than the interval can be missed); None where glibc is absent.
@@ -158,6 +169,9 @@ def measure(vlm, interval: float = 0.002):
 
 
 # ----------------------------------------------------------- the answer's pass
+TARGETS = ("logprob", "logit")
+
+
 @dataclass
 class AnswerPass:
     """A teacher-forced answer: the extended inputs and the rows that predict each answer token."""
@@ -167,11 +181,15 @@ class AnswerPass:
     rows: torch.Tensor  # [n_answer] absolute positions whose logits predict the answer tokens
     image: torch.Tensor  # [n_image] absolute positions of the image tokens
 
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
-        """Sum of the answer tokens' log-probabilities from ``logits [B, T, V]`` -> ``[B]``."""
-        rows = logits[:, self.rows.to(logits.device)]
-        logp = torch.log_softmax(at_least_float32(rows), dim=-1)
-        return logp.gather(-1, self.ids.to(logits.device).expand(len(logits), -1)[..., None])[..., 0].sum(-1)
+    def score(self, logits: torch.Tensor, target: str = "logprob") -> torch.Tensor:
+        """``[B]`` from ``logits [B, T, V]``: the sum over the answer's tokens of their
+        log-probabilities (``target="logprob"``) or of their raw logits (``"logit"``)."""
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+        rows = at_least_float32(logits[:, self.rows.to(logits.device)])
+        if target == "logprob":
+            rows = torch.log_softmax(rows, dim=-1)
+        return rows.gather(-1, self.ids.to(logits.device).expand(len(logits), -1)[..., None])[..., 0].sum(-1)
 
 
 def answer_pass(vlm, prepared, answer) -> AnswerPass:
@@ -212,8 +230,11 @@ class _FullAttention:
         self.weights[layer] = weights
 
 
-def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False) -> dict:
+def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False,
+            target: str = "logprob") -> dict:
     """One teacher-forced pass of ``answer``: ``{"pass", "score", "embeds", "attn"}``.
+
+    ``score``: the answer's summed log-probability, or its summed logits (``target="logit"``).
 
     ``grad=True`` makes the language model's input embeddings a leaf that needs a
     gradient and runs ``score.backward()`` (weights frozen): ``embeds.grad`` and,
@@ -242,7 +263,7 @@ def forward(vlm, prepared, answer, attentions: bool = False, grad: bool = False)
                     logits = vlm.model(**ap.inputs).logits
             else:
                 logits = vlm.model(**ap.inputs).logits
-        score = ap.score(logits)[0]
+        score = ap.score(logits, target)[0]
         if grad:
             score.backward()
     attn = None

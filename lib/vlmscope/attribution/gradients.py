@@ -3,8 +3,6 @@ language model's input, and integrated gradients in the original image's pixels.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._base import forward, from_tokens, register
 
 

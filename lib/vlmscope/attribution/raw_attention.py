@@ -51,14 +51,19 @@ def _truth_score(truth, values: np.ndarray) -> float:
     (Spearman rank correlation; a 0/1 object mask works as well as a causal map)."""
     if callable(truth):
         return float(truth(values))
-    from scipy.stats import spearmanr
-
     t = np.asarray(truth, dtype=np.float64).reshape(-1)
     if t.size != values.size:
         raise ValueError(f"the truth has {t.size} values for {values.size} image tokens")
     if np.ptp(t) == 0 or np.ptp(values) == 0:
         return float("nan")
-    return float(spearmanr(values, t).statistic)
+    return float(np.corrcoef(_ranks(values), _ranks(t))[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (Spearman's correlation is Pearson's on these)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (first + (counts - 1) / 2.0)[inverse]
 
 
 @register("attention@best")

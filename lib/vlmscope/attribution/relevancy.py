@@ -16,8 +16,8 @@ import torch
 from ._base import forward, from_tokens, per_layer, register
 
 
-def _weights_and_grads(vlm, prepared, answer):
-    res = forward(vlm, prepared, answer, attentions=True, grad=True)
+def _weights_and_grads(vlm, prepared, answer, target: str = "logprob"):
+    res = forward(vlm, prepared, answer, attentions=True, grad=True, target=target)
     pairs = [(w.detach().double().cpu(), w.grad.double().cpu()) for w in res["attn"]]
     return res, pairs
 
@@ -46,12 +46,18 @@ def relevancy_matrix(pairs) -> torch.Tensor:
 
 
 @register("relevancy")
-def relevancy(vlm, prepared, answer):
+def relevancy(vlm, prepared, answer, target: str = "logit"):
     """Relevancy (Chefer et al. 2021, generic attention models): the answer's rows of the
     propagated relevance ``R`` over the image columns (mean over the answer's rows). The
     identity's diagonal never falls on an image column from an answer row, so the map is
-    the propagated part only."""
-    res, pairs = _weights_and_grads(vlm, prepared, answer)
+    the propagated part only.
+
+    ``target``: what is differentiated. ``"logit"`` (default, as the released code: the
+    target's pre-softmax output, ``sum(one_hot * output)``), summed over the answer's
+    tokens; ``"logprob"``: the answer's log-probability, the score the other methods explain.
+    """
+    res, pairs = _weights_and_grads(vlm, prepared, answer, target)
     ap = res["pass"]
     R = relevancy_matrix(pairs)
-    return from_tokens("relevancy", prepared, R[ap.rows][:, ap.image].mean(0).numpy())
+    return from_tokens("relevancy", prepared, R[ap.rows][:, ap.image].mean(0).numpy(),
+                       extra={"target": target})
