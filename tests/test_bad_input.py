@@ -69,7 +69,7 @@ def _cli(argv, capsys):
 
 # ----------------------------------------------------------- the CLI cases
 EXPERIMENTS = ["fractions", "maps", "knockout", "compression", "heatmaps", "ablation", "lens",
-               "lastpos"]
+               "lastpos", "agreement"]
 
 CLI_CASES = [
     *[(f"cli-run-{e}-n0", ["run", e, "--n", "0"], "argument --n: must be >= 1, not 0")
@@ -78,6 +78,8 @@ CLI_CASES = [
     ("cli-run-n-not-a-number", ["run", "ablation", "--n", "abc"], "argument --n: expected a whole number"),
     ("cli-run-seed-negative", ["run", "fractions", "--seed", "-5"], "argument --seed: must be >= 0"),
     ("cli-run-max-new-tokens-0", ["run", "maps", "--max-new-tokens", "0"], "argument --max-new-tokens"),
+    ("cli-agreement-unknown-method", ["run", "agreement", "--methods", "gradient", "nope"],
+     "unknown attribution method 'nope'"),
     ("cli-heatmaps-iterations-negative", ["run", "heatmaps", "--iterations", "-1"], "argument --iterations"),
     ("cli-heatmaps-batch-0", ["run", "heatmaps", "--batch", "0"], "argument --batch: must be >= 1"),
     ("cli-heatmaps-ig-iter-0", ["run", "heatmaps", "--ig-iter", "0"], "argument --ig-iter"),

@@ -14,13 +14,14 @@ from vlmscope.runs import RunStore
 
 def test_registry_names_and_unknown():
     assert findings.names() == ["fractions", "maps", "knockout", "compression", "heatmaps",
-                                "ablation", "lens", "lastpos"]
+                                "ablation", "lens", "lastpos", "agreement"]
     assert findings.get("lens") is findings.lens and findings.get(findings.lens) is findings.lens
     with pytest.raises(ValueError, match="unknown finding 'nope'; known: fractions, maps"):
         findings.get("nope")
     for m in findings.FINDINGS.values():
         assert list(m.PAPER.columns) == ["quantity", "paper", "paper_model", "source"]
-        assert len(m.PAPER) and callable(m.vs_paper) and callable(m.summarise)
+        assert callable(m.vs_paper) and callable(m.summarise)
+        assert len(m.PAPER) or m is findings.agreement  # no paper measured method agreement
 
 
 def test_default_keys_are_the_batch_runs_layout():

@@ -88,6 +88,9 @@ SMALLEST = {
     "08": ({"n_scenes": 2}, ("08_lens_layers.png", "08_lens_score.png", "08_lens.parquet",
                              "08_summary.json")),
     "09": ({"n_scenes": 2}, ("09_windows.png", "09_lastpos.parquet", "09_summary.json")),
+    "10": ({"n_scenes": 1, "models": [], "kinds": ["color", "where"], "noise_seeds": 1,
+            "methods": ["attention", "attention@best", "gradient", "patching"], "n_resamples": 200},
+           ("10_leaderboard.png", "10_leaderboard.parquet", "10_example_0.png", "10_summary.json")),
     "10a": ({"n_objects": 2, "n_reference": 3}, ("10a_attribution.png", "10a_summary.json")),
 }
 
@@ -100,7 +103,7 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
     if "organism" not in organisms():
         pytest.fail("the bundled organism is missing from data/organism")
     parameters, files = SMALLEST[prefix]
-    if prefix in ("06", "07", "08", "09"):  # their resumable runs go to the test's folder
+    if prefix in ("06", "07", "08", "09", "10"):  # their resumable runs go to the test's folder
         parameters = {**parameters, "runs_dir": str(tmp_path / "runs")}
     [done] = _run_notebooks(out=tmp_path, only=[prefix], parameters=parameters,
                            progress=False)
@@ -151,6 +154,12 @@ def test_attention_notebooks_run_and_compute_their_figures(tmp_path, prefix):
         restored = list(summary["restored_by_site"].values())
         assert restored[0] > 0.9 and restored[-1] < 0.1, restored  # input yes, after the last layer no
         assert summary["agreement"] > 0.8 and summary["attribution_share_on_object"] > 0.5
+    if prefix == "10":  # every method scored; the oracle shown, not ranked; patching not on itself
+        assert summary["questions"] == 2 and set(summary["leaderboard"]["auroc"]) == {
+            "random", "attention", "attention@best", "gradient", "patching"}
+        assert "attention@best" not in summary["ranking_causal"]
+        assert summary["rank_shift"].get("patching") is None
+        assert 0.5 < summary["causal_map_on_object"]["auroc"] <= 1  # the organism uses the object
     if prefix != "08":  # the trained organism's answers make sense: every summary says so
         assert summary["nonsense"] is None, summary["nonsense"]
     nb = nbformat.read(done, as_version=4)

@@ -9,8 +9,8 @@
     python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
     python -m vlmscope run FINDING [--model M] [--n N] [--seed S] [--out DIR] [--images DIR] [finding flags]
-        (FINDING: fractions maps knockout compression heatmaps ablation lens lastpos; each finding's
-         flags come from its Config: python -m vlmscope run FINDING --help)
+        (FINDING: fractions maps knockout compression heatmaps ablation lens lastpos agreement;
+         each finding's flags come from its Config: python -m vlmscope run FINDING --help)
     python -m vlmscope run heatmaps --preset reference|vlmscope [--benchmark B --data DIR]
 """
 

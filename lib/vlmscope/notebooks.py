@@ -25,7 +25,9 @@ QUICK = {
     "07": {"n_scenes": 2, "n_reference": 3, "max_new_tokens": 24, "use_noise_filter": True},
     "08": {"n_scenes": 2},
     "09": {"n_scenes": 2},
-    "10": {"n_objects": 2, "n_reference": 3},
+    "10": {"n_scenes": 1, "methods": ["attention", "gradient", "patching"], "kinds": ["color"],
+           "models": [], "noise_seeds": 1},
+    "10a": {"n_objects": 2, "n_reference": 3},
 }
 
 
@@ -73,11 +75,19 @@ def notebook_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "notebooks"
 
 
+def number(path) -> str:
+    """A notebook's number: its name up to the first underscore ("10", "10a")."""
+    return Path(path).name.split("_")[0]
+
+
 def list_notebooks(only=None) -> list[Path]:
-    """The numbered notebooks, optionally only those whose name starts with a prefix in ``only``."""
+    """The numbered notebooks, optionally only those matching ``only``: a notebook's whole number
+    selects that notebook alone ("10" is not "10a"), anything else is a name prefix ("0": 00-09)."""
     found = sorted(notebook_dir().glob("[0-9][0-9]*_*.ipynb"))  # 00_... to 10a_...
     if only:
-        found = [p for p in found if any(p.name.startswith(o) for o in only)]
+        numbers = {number(p) for p in found}
+        found = [p for p in found if any(number(p) == o if o in numbers else p.name.startswith(o)
+                                         for o in only)]
         if not found:
             raise ValueError(f"no notebook matches {only}; have: "
                              f"{', '.join(p.name for p in sorted(notebook_dir().glob('[0-9]*.ipynb')))}")
@@ -119,13 +129,13 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
     done = []
     for nb in list_notebooks(only):
         target = out / "executed" / nb.name
-        auto = dict(QUICK.get(nb.name[:2], {})) if quick else {}
+        auto = dict(QUICK.get(number(nb), {})) if quick else {}
         if model_id is not None:
             auto["model_id"] = str(model_id)
         if images:
             auto["images"] = images
         if model_id is not None or images:
-            auto["runs_dir"] = str(out / "runs" / nb.name[:2])
+            auto["runs_dir"] = str(out / "runs" / number(nb))
         declared = pm.inspect_notebook(str(nb))  # only what this notebook takes
         if images and "images" not in declared:
             print(f"{nb.name}: its questions need the synthetic world's known answers; it runs on "

@@ -607,3 +607,67 @@ def lastpos_windows(table, windows: dict, model: str = ""):
                  fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------ notebook 10: method agreement
+def agreement_leaderboard(lb, truths=("pointing", "auroc", "causal_spearman", "deletion",
+                                      "insertion", "random_spearman"), title: str = ""):
+    """Each method's mean per truth with its bootstrap interval, a panel per truth, a colour
+    per model. ``lb``: ``findings.agreement.leaderboard`` rows (model, method, truth, mean,
+    low, high). Methods in the order of the first panel's means; deletion is lower-better."""
+    truths = [t for t in truths if t in set(lb.truth)]
+    fig, axes = plt.subplots(1, max(len(truths), 1), squeeze=False, sharey=True,
+                             figsize=(0.6 + 2.3 * max(len(truths), 1), 0.8 + 0.32 * lb.method.nunique()))
+    if not truths:
+        return fig
+    first = lb[lb.truth == truths[0]].groupby("method")["mean"].mean().sort_values()
+    order = list(first.index) + sorted(set(lb.method) - set(first.index))
+    y = {m: i for i, m in enumerate(order)}
+    models = list(dict.fromkeys(lb.model)) if "model" in lb else [None]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, truth in zip(axes[0], truths):
+        for j, model in enumerate(models):
+            d = lb[(lb.truth == truth) & ((lb.model == model) if model is not None else True)]
+            off = (j - (len(models) - 1) / 2) * 0.12
+            ys = [y[m] + off for m in d.method]
+            err = np.vstack([d["mean"] - d.low, d.high - d["mean"]]).clip(0)
+            ax.errorbar(d["mean"], ys, xerr=np.nan_to_num(err), fmt="o", ms=3, lw=0.8,
+                        color=colours[j % len(colours)], label=model)
+        ax.set_title(truth + (" (lower better)" if truth == "deletion" else ""), fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(order)), order, fontsize=8)
+    if len(models) > 1:
+        axes[0][-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def method_maps(ex, methods=None, title: str = ""):
+    """One question, every map side by side: the image with the asked-about object's tokens
+    (the geometric truth), the causal map, then each method's token map, target outlined.
+    ``ex``: ``findings.agreement.example``; each panel titled with its AUROC and Spearman with
+    the causal map."""
+    q = ex.question
+    names = ["causal", *(methods or [m for m in ex.tokens if m != "causal"])]
+    target = q.target.mask if q.target is not None else None
+    n = len(names) + 1
+    cols = min(n, 6)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(1.9 * cols, 2.1 * rows))
+    flat = axes.ravel()
+    inside = q.inside if q.inside is not None else np.zeros(len(q.prepared.geometry))
+    attention_map(q.scene.image, q.prepared.geometry, inside.astype(float), ax=flat[0],
+                  title="mask (geometric truth)", outline=target)
+    for ax, name in zip(flat[1:], names):
+        s = ex.scores.loc[name]
+        label = f"{name}\nAUROC {s['auroc']:.2f}" + (
+            f", rho {s['causal_spearman']:.2f}" if name != "causal" else " (causal truth)")
+        attention_map(q.scene.image, q.prepared.geometry, np.nan_to_num(ex.tokens[name]), ax=ax,
+                      title=label, outline=target)
+    for ax in flat[n:]:
+        ax.axis("off")
+    fig.suptitle(title or f"{q.text} -> {q.answer!r} (expected {q.expected!r})", fontsize=9)
+    fig.tight_layout()
+    return fig

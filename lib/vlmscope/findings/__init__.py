@@ -11,7 +11,7 @@ synthetic ``Scene`` or annotated ``ImageRecord`` -> tidy rows) and
 
 >>> from vlmscope import findings
 >>> findings.names()
-['fractions', 'maps', 'knockout', 'compression', 'heatmaps', 'ablation', 'lens', 'lastpos']
+['fractions', 'maps', 'knockout', 'compression', 'heatmaps', 'ablation', 'lens', 'lastpos', 'agreement']
 
 What a notebook may claim (``answer_sense``, ``write_summary``, ...) lives in
 ``findings.sense`` and is re-exported here.
@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import ablation, compression, fractions, heatmaps, knockout, lastpos, lens, maps
+from . import ablation, agreement, compression, fractions, heatmaps, knockout, lastpos, lens, maps
 from . import outliers  # noqa: F401  (notebook 02's outlier tokens; run as a module)
 from ..judge import judge_for
 from .sense import (CHANCE, NO_OBJECT_WORDS, answer_sense, description_sense, explainable_selection,
                     finite, mentioned_objects, naming_sense, nothing_to_report, write_summary)
 
 FINDINGS: dict[str, ModuleType] = {m.NAME: m for m in (fractions, maps, knockout, compression,
-                                                        heatmaps, ablation, lens, lastpos)}
+                                                        heatmaps, ablation, lens, lastpos,
+                                                        agreement)}
 
 __all__ = ["CHANCE", "FINDINGS", "NO_OBJECT_WORDS", "answer_sense", "description_sense",
            "explainable_selection", "finite", "get", "judge_for", "mentioned_objects", "names", "naming_sense",
