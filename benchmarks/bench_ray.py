@@ -1,7 +1,7 @@
 """Sweep throughput of the Ray executor (``runner.run(..., executor="ray")``) against the local loop.
 
 Measured in one run, on the organism (``--model``), one finding (``--finding``,
-default lens) over ``--n`` synthetic scenes, every side with one thread per
+default lastpos, about 3 s an item here) over ``--n`` synthetic scenes, one thread per
 process (``torch.set_num_threads(1)`` here, ``cpus_per_worker=1`` on the
 workers):
 
@@ -115,7 +115,7 @@ def end_to_end(name: str, vlm, model: str, n: int, seed: int, workers: int) -> d
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="organism")
-    ap.add_argument("--finding", default="lens")
+    ap.add_argument("--finding", default="lastpos")
     ap.add_argument("--n", type=int, default=16, help="scenes per pass")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-end-to-end", action="store_true")

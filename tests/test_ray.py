@@ -169,6 +169,26 @@ def test_a_finding_error_on_a_worker_is_the_same_error(cluster, tmp_path):
                    progress=False)
 
 
+def test_the_command_line_runs_on_ray(cluster, tmp_path, capsys):
+    from vlmscope.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["run", "lens", "--model", MODEL, "--n", "1", "--seed", "5", "--out", str(out),
+                 "--executor", "ray", "--workers", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["computed"] == 1 and summary["model"] == MODEL
+    assert json.loads((out / "lens.summary.json").read_text()) == summary
+    with pytest.raises(SystemExit, match="--workers needs --executor ray"):
+        main(["run", "lens", "--model", MODEL, "--out", str(out), "--workers", "2"])
+
+
+def test_ray_flags_without_the_ray_executor_are_refused(tmp_path):
+    from vlmscope import runner
+
+    with pytest.raises(ValueError, match="need executor='ray'"):
+        runner.run("lens", MODEL, n=1, out=tmp_path, workers=2)
+
+
 def test_without_ray_the_error_names_the_extra(monkeypatch):
     from vlmscope import distributed
 

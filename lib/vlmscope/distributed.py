@@ -85,7 +85,8 @@ class _Worker:
         """``(rows, {path relative to the store: bytes})`` of one item."""
         with tempfile.TemporaryDirectory(prefix="vlmscope-item-") as tmp:
             tmp = Path(tmp)
-            kw = {k: tmp / v.rel if isinstance(v, StorePath) else v for k, v in kw.items()}
+            kw = {k: tmp / v.rel if isinstance(v, StorePath) else _on_model(v, self.vlm)
+                  for k, v in kw.items()}
             df = analyse(finding, self.vlm, item, cfg, kw)
             files = {p.relative_to(tmp).as_posix(): p.read_bytes()
                      for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -95,6 +96,22 @@ class _Worker:
         import os
 
         return os.getpid()
+
+
+def _on_model(value, vlm):
+    """``value`` with its floating tensors (or a frozen dataclass's, such as the ablation's mean
+    vector, computed on the driver) on the worker model's device and dtype."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(vlm.device, vlm.dtype) if value.is_floating_point() else value.to(vlm.device)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        moved = {f.name: _on_model(getattr(value, f.name), vlm) for f in dataclasses.fields(value)
+                 if isinstance(getattr(value, f.name), torch.Tensor)}
+        return dataclasses.replace(value, **moved) if moved else value
+    return value
 
 
 def to_store_paths(kw: dict, root: Path) -> dict:

@@ -151,6 +151,8 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
     temporary folder). ``config``: the finding's ``Config`` (None: its
     defaults). ``model_name``: the model's name in the keys (default
     ``vlm.name``). A second run on the same store stops with ``StoreBusyError``.
+    ``vlm`` may be a model's name or folder: loaded here (``models.load`` with
+    ``load_kwargs``), or by each Ray worker.
 
     ``executor="ray"`` spreads the items over Ray actors (``distributed.RayPool``;
     the ``ray`` extra): ``vlm`` is then the model's name or path (or a loaded
@@ -165,21 +167,29 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
 
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', not {executor!r}")
+    if executor == "local" and (address is not None or gpus_per_worker or workers is not None):
+        raise ValueError("address, gpus_per_worker and workers place Ray workers: they need "
+                         "executor='ray'")
     finding = _findings.get(finding)
     name = finding.NAME
     cfg = _config(finding, config)
     out = Path(tempfile.mkdtemp(prefix="vlmscope-run-")) if out is None else Path(out)
+    by_name = isinstance(vlm, (str, Path))  # a model's name or folder, loaded here or by workers
     if model_name is None:
-        model_name = vlm if isinstance(vlm, str) else getattr(vlm, "name", type(vlm).__name__)
+        model_name = str(vlm) if by_name else getattr(vlm, "name", type(vlm).__name__)
     check_run_arguments(n=n, seed=seed, out=out, experiment=name)
     pool = None
-    if executor == "ray":
+    if executor == "local" and by_name:
+        from .models import load
+
+        vlm = load(vlm, **(load_kwargs or {}))
+    elif executor == "ray":
         from .distributed import LazyModel, RayPool
 
-        pool = RayPool(vlm if isinstance(vlm, (str, Path)) else getattr(vlm, "name", vlm),
+        pool = RayPool(vlm if by_name else getattr(vlm, "name", vlm),
                        address=address, gpus_per_worker=gpus_per_worker, workers=workers,
                        cpus_per_worker=cpus_per_worker, load_kwargs=load_kwargs)
-        if isinstance(vlm, (str, Path)):  # the driver loads it only if setup needs it
+        if by_name:  # the driver loads it only if setup needs it
             vlm = LazyModel(str(vlm), dict(load_kwargs or {}))
     if images:
         from .datasets.folder import load_images
