@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     items = scenes(args.n, args.seed)
     local_pass(finding, vlm, cfg, items[:1])  # warm-up
     t = time.perf_counter()
-    start_local()
+    start_local(attempts=6)  # a busy machine can miss Ray's 30 s start-up wait
     ray_start = time.perf_counter() - t
     res = {"machine": machine(), "model": args.model, "finding": args.finding, "n": args.n,
            "ray_start_s": ray_start}

@@ -16,6 +16,11 @@ context) is stored as a skip with its reason. A part found damaged when the
 run reads it back is recomputed once. The summary (``summarise`` of the
 finding, with the run's counts) is written to ``out/<finding>.summary.json``.
 
+``executor="ray"`` runs the same items on Ray actors that each load the
+model once (``distributed.RayPool``); the rows come back here and are
+written into the same store, so a Ray run and a local run leave the same
+parts and summary.
+
 >>> res = run("lens", vlm, n=8, seed=0, out="runs")       # doctest: +SKIP
 >>> res.summary["best_layer"], len(res.df), res.skipped   # doctest: +SKIP
 >>> summary, df = run("lens", vlm, n=8)                   # doctest: +SKIP
