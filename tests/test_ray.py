@@ -12,7 +12,6 @@ sees, once); the run must still complete with identical parts.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import types
 from pathlib import Path

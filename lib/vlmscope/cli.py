@@ -38,12 +38,8 @@ def _at_least(minimum: int):
 
 
 def _non_negative(text: str) -> float:
-    """An argparse type: a number >= 0 (fractions allowed: Ray shares a GPU between workers)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not value >= 0:
+    """An argparse type: a number >= 0 (a fraction: Ray shares a GPU between workers)."""
+    if not (value := _flag_type(float, {})(text)) >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
     return value
 
@@ -280,13 +276,10 @@ def _run(args) -> int:
                          "synthetic scenes or an --images folder")
     cfg = _build_config(finding, args, getattr(args, "preset", None))
     load_kwargs = {"device_map": args.device_map} if args.device_map else {}
-    if ray:
-        from .distributed import require_ray
+    if ray and __import__("importlib.util").util.find_spec("ray") is None:
+        from .distributed import RAY_MISSING
 
-        try:
-            require_ray()  # before anything runs: the error names the extra
-        except ImportError as e:
-            raise SystemExit(str(e)) from None
+        raise SystemExit(RAY_MISSING)  # before anything runs: the message names the extra
     vlm = args.model if ray else load(args.model, **load_kwargs)
     if benchmark:
         from .runner import run_benchmark
@@ -319,17 +312,12 @@ def _run_parser(sub) -> None:
     common.add_argument("--images", default=None,
                         help="a folder of images with annotations.json, or a local COCO copy, "
                              "instead of the synthetic scenes (layout: docs/images.md)")
-    common.add_argument("--device-map", default=None,
-                        help="where the model's layers go, passed to from_pretrained (e.g. auto: "
-                             "over the GPUs a process has, then the CPU); with --executor ray, "
-                             "inside each worker")
-    common.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="ray: spread the items over Ray actors that each load the model "
-                             "once; the driver writes the one store (needs the ray extra: "
-                             "pip install -e \".[ray]\")")
-    common.add_argument("--address", default=None,
-                        help="the Ray cluster to join (auto, or HOST:6379 of `ray start --head`; "
-                             "default: a private Ray on this machine, 127.0.0.1 only)")
+    common.add_argument("--device-map", default=None, help="passed to from_pretrained (auto: "
+                        "over the GPUs, then the CPU); with --executor ray, in each worker")
+    common.add_argument("--executor", choices=["local", "ray"], default="local", help="ray: the "
+                        "items on Ray actors that each load the model once (the ray extra)")
+    common.add_argument("--address", default=None, help="the Ray cluster (auto, or HOST:6379 of "
+                        "`ray start --head`; default: a private Ray on 127.0.0.1)")
     common.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
                         help="GPUs each Ray worker holds (default 0; 1: one worker per GPU)")
     common.add_argument("--workers", type=_at_least(1), default=None, metavar="N",

@@ -253,8 +253,11 @@ class RayPool:
                     submit(actor)
         finally:
             bar.close()
-            for ref in pending:
-                ray.cancel(ref, force=False)
+            for ref in pending:  # stopped early (an error): drop what is still queued
+                try:
+                    ray.cancel(ref, force=False)
+                except Exception:  # noqa: BLE001 - the error that stopped the run matters more
+                    pass
         return len(todo)
 
     def _get(self, ref, t):

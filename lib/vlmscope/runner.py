@@ -231,14 +231,13 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
             it, kw = prepare(key, i)
             write(key, i, it, _analyse(finding, vlm, it, cfg, kw))
 
-        compute_many = None
-        if pool is not None:
-            def compute_many(todos):
-                return pool.map(_analyse, finding, cfg, todos, prepare,
-                                lambda t, it, df: write(*t, it, df), store.root, name, progress)
+        def compute_many(todos):  # on the Ray actors; this process writes each part
+            return pool.map(_analyse, finding, cfg, todos, prepare,
+                            lambda t, it, df: write(*t, it, df), store.root, name, progress)
 
         try:
-            computed, df = _sweep(store, todo, compute, name, progress, compute_many)
+            computed, df = _sweep(store, todo, compute, name, progress,
+                                  compute_many if pool is not None else None)
         finally:
             if pool is not None:
                 pool.close()
