@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev,coco]"
+	$(PY) -m pip install --quiet -e ".[dev,coco,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

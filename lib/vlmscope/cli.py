@@ -12,6 +12,8 @@
         (FINDING: fractions maps knockout compression heatmaps ablation lens lastpos agreement;
          each finding's flags come from its Config: python -m vlmscope run FINDING --help)
     python -m vlmscope run heatmaps --preset reference|vlmscope [--benchmark B --data DIR]
+    python -m vlmscope run FINDING ... --executor ray [--address ADDR] [--gpus-per-worker G] [--workers N]
+        (the items on Ray actors that each load the model once; the `ray` extra)
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def _at_least(minimum: int):
         return value
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def _non_negative(text: str) -> float:
+    """An argparse type: a number >= 0 (a fraction: Ray shares a GPU between workers)."""
+    if not (value := _flag_type(float, {})(text)) >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
 
 
 def _organism(args) -> int:
@@ -258,8 +267,20 @@ def _run(args) -> int:
     if args.images and not Path(args.images).is_dir():
         raise FileNotFoundError(f"--images {args.images}: not a folder (expected a folder with "
                                 "annotations.json, or a local COCO copy)")
+    ray = args.executor == "ray"
+    for flag in ("address", "gpus_per_worker", "workers"):
+        if getattr(args, flag) is not None and not ray:
+            raise SystemExit(f"--{flag.replace('_', '-')} needs --executor ray")
+    if ray and benchmark:
+        raise SystemExit("--benchmark runs on this machine only; --executor ray spreads the "
+                         "synthetic scenes or an --images folder")
     cfg = _build_config(finding, args, getattr(args, "preset", None))
-    vlm = load(args.model)
+    load_kwargs = {"device_map": args.device_map} if args.device_map else {}
+    if ray and __import__("importlib.util").util.find_spec("ray") is None:
+        from .distributed import RAY_MISSING
+
+        raise SystemExit(RAY_MISSING)  # before anything runs: the message names the extra
+    vlm = args.model if ray else load(args.model, **load_kwargs)
     if benchmark:
         from .runner import run_benchmark
 
@@ -270,8 +291,10 @@ def _run(args) -> int:
         return 0
     from .runner import run
 
+    dist = dict(executor="ray", address=args.address, gpus_per_worker=args.gpus_per_worker or 0,
+                workers=args.workers, load_kwargs=load_kwargs) if ray else {}
     res = run(finding, vlm, n=args.n, seed=args.seed, out=args.out, config=cfg,
-              images=args.images, model_name=args.model)
+              images=args.images, model_name=args.model, **dist)
     print(json.dumps(res.summary))
     return 0
 
@@ -289,10 +312,21 @@ def _run_parser(sub) -> None:
     common.add_argument("--images", default=None,
                         help="a folder of images with annotations.json, or a local COCO copy, "
                              "instead of the synthetic scenes (layout: docs/images.md)")
+    common.add_argument("--device-map", default=None, help="passed to from_pretrained (auto: "
+                        "over the GPUs, then the CPU); with --executor ray, in each worker")
+    common.add_argument("--executor", choices=["local", "ray"], default="local", help="ray: the "
+                        "items on Ray actors that each load the model once (the ray extra)")
+    common.add_argument("--address", default=None, help="the Ray cluster (auto, or HOST:6379 of "
+                        "`ray start --head`; default: a private Ray on 127.0.0.1)")
+    common.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
+                        help="GPUs each Ray worker holds (default 0; 1: one worker per GPU)")
+    common.add_argument("--workers", type=_at_least(1), default=None, metavar="N",
+                        help="Ray workers (default: as many as the cluster's CPUs, or GPUs / G)")
     ru = sub.add_parser("run", help="a finding over synthetic scenes or an image folder "
                                     "(resumable; one stored part per item)")
     rsub = ru.add_subparsers(dest="experiment", required=True, metavar="FINDING")
-    taken = ("model", "n", "seed", "out", "images", "preset", "benchmark", "data", "style")
+    taken = ("model", "n", "seed", "out", "images", "preset", "benchmark", "data", "style",
+             "device-map", "executor", "address", "gpus-per-worker", "workers")
     for name, module in FINDINGS.items():
         doc = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
         p = rsub.add_parser(name, parents=[common], help=doc.split(":")[0], description=doc)

@@ -16,6 +16,11 @@ context) is stored as a skip with its reason. A part found damaged when the
 run reads it back is recomputed once. The summary (``summarise`` of the
 finding, with the run's counts) is written to ``out/<finding>.summary.json``.
 
+``executor="ray"`` runs the same items on Ray actors that each load the
+model once (``distributed.RayPool``); the rows come back here and are
+written into the same store, so a Ray run and a local run leave the same
+parts and summary.
+
 >>> res = run("lens", vlm, n=8, seed=0, out="runs")       # doctest: +SKIP
 >>> res.summary["best_layer"], len(res.df), res.skipped   # doctest: +SKIP
 >>> summary, df = run("lens", vlm, n=8)                   # doctest: +SKIP
@@ -81,27 +86,35 @@ def _skipped_table(skips: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"item": skips["item"].tolist(), "reason": skips["_skipped"].tolist()})
 
 
-def _sweep(store: RunStore, todo: list, compute, desc: str, progress: bool):
+def _sweep(store: RunStore, todo: list, compute, desc: str, progress: bool, compute_many=None):
     """Compute every ``(key, *args)`` of ``todo`` whose part is not in ``store``; read all back.
 
-    ``compute(key, *args)`` writes one part. A part that cannot be read back
-    (damaged between the check and the load) is recomputed once. Returns
-    ``(computed, rows of exactly these keys)``.
+    ``compute(key, *args)`` writes one part; ``compute_many(todos)``, when
+    given, writes the parts of a list of them instead (the Ray executor) and
+    returns how many. A part that cannot be read back (damaged between the
+    check and the load) is recomputed once. Returns ``(computed, rows of
+    exactly these keys)``.
     """
     from tqdm.auto import tqdm
 
     store.clean_temporaries()
     keys = [t[0] for t in todo]
     computed = 0
-    for t in tqdm(todo, desc=desc, disable=not progress):
-        if not store.has(t[0]):
-            compute(*t)
-            computed += 1
+    if compute_many is not None:
+        computed += compute_many([t for t in todo if not store.has(t[0])])
+    else:
+        for t in tqdm(todo, desc=desc, disable=not progress):
+            if not store.has(t[0]):
+                compute(*t)
+                computed += 1
     df = store.load(keys)
     missing = [t for t in todo if t[0] not in store.loaded]
-    for t in missing:  # damaged between the check and the load: recompute once
-        compute(*t)
-        computed += 1
+    if compute_many is not None and missing:  # damaged between the check and the load: once
+        computed += compute_many(missing)
+    elif missing:
+        for t in missing:
+            compute(*t)
+            computed += 1
     if missing:
         df = store.load(keys)
     if any(k not in store.loaded for k in keys):
@@ -121,8 +134,20 @@ def _config(finding, config):
     return config
 
 
+def _analyse(finding, vlm, it, cfg, kw: dict) -> pd.DataFrame:
+    """One item's rows (``finding.run`` with the keywords it takes), or a skip with its reason.
+    The same function runs in the local loop and on a Ray worker."""
+    takes = inspect.signature(finding.run).parameters
+    try:
+        return finding.run(vlm, it, cfg, **{k: v for k, v in kw.items() if k in takes})
+    except _skippable() as e:
+        return pd.DataFrame({"_skipped": [f"{type(e).__name__}: {e}"]})
+
+
 def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, images=None,
-        model_name: str | None = None, progress: bool = True) -> RunResult:
+        model_name: str | None = None, progress: bool = True, executor: str = "local",
+        address: str | None = None, gpus_per_worker: float = 0, workers: int | None = None,
+        cpus_per_worker: int = 1, load_kwargs: dict | None = None) -> RunResult:
     """Run ``finding`` (a name of ``findings.names()`` or its module) on ``n`` items.
 
     ``images``: None for the synthetic scenes from ``seed``, or an image
@@ -131,15 +156,46 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
     temporary folder). ``config``: the finding's ``Config`` (None: its
     defaults). ``model_name``: the model's name in the keys (default
     ``vlm.name``). A second run on the same store stops with ``StoreBusyError``.
+    ``vlm`` may be a model's name or folder: loaded here (``models.load`` with
+    ``load_kwargs``), or by each Ray worker.
+
+    ``executor="ray"`` spreads the items over Ray actors (``distributed.RayPool``;
+    the ``ray`` extra): ``vlm`` is then the model's name or path (or a loaded
+    ``VLM``, whose ``name`` the workers load), each of ``workers`` actors loads it
+    once with ``load_kwargs`` (e.g. ``{"device_map": "auto"}``) on
+    ``gpus_per_worker`` GPUs and ``cpus_per_worker`` threads; ``address``: a
+    Ray cluster (``"auto"``, ``"HOST:6379"``; None starts one on this machine,
+    loopback only). The driver writes every part into the same store: the
+    parts, summary and resume are those of a local run.
     """
     from .validate import check_run_arguments
 
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', not {executor!r}")
+    if executor == "local" and (address is not None or gpus_per_worker or workers is not None):
+        raise ValueError("address, gpus_per_worker and workers place Ray workers: they need "
+                         "executor='ray'")
     finding = _findings.get(finding)
     name = finding.NAME
     cfg = _config(finding, config)
     out = Path(tempfile.mkdtemp(prefix="vlmscope-run-")) if out is None else Path(out)
-    model_name = model_name if model_name is not None else getattr(vlm, "name", type(vlm).__name__)
+    by_name = isinstance(vlm, (str, Path))  # a model's name or folder, loaded here or by workers
+    if model_name is None:
+        model_name = str(vlm) if by_name else getattr(vlm, "name", type(vlm).__name__)
     check_run_arguments(n=n, seed=seed, out=out, experiment=name)
+    pool = None
+    if executor == "local" and by_name:
+        from .models import load
+
+        vlm = load(vlm, **(load_kwargs or {}))
+    elif executor == "ray":
+        from .distributed import LazyModel, RayPool
+
+        pool = RayPool(vlm if by_name else getattr(vlm, "name", vlm),
+                       address=address, gpus_per_worker=gpus_per_worker, workers=workers,
+                       cpus_per_worker=cpus_per_worker, load_kwargs=load_kwargs)
+        if by_name:  # the driver loads it only if setup needs it
+            vlm = LazyModel(str(vlm), dict(load_kwargs or {}))
     if images:
         from .datasets.folder import load_images
 
@@ -161,21 +217,30 @@ def run(finding, vlm, *, n: int = 8, seed: int = 0, out=None, config=None, image
         extra = finding.setup(vlm, store, cfg, seed, records) if hasattr(finding, "setup") else {}
         key_parts = finding.key(cfg, **extra)
         todo = [(store.key(name, model_name, *key_parts, ids[i]), i) for i in range(len(ids))]
-        takes = inspect.signature(finding.run).parameters
 
-        def compute(key, i):
-            it = item(i)
-            kw = {**extra, **(finding.part_extra(key, extra) if hasattr(finding, "part_extra")
-                              else {})}
-            try:
-                df = finding.run(vlm, it, cfg, **{k: v for k, v in kw.items() if k in takes})
-            except _skippable() as e:
-                df = pd.DataFrame({"_skipped": [f"{type(e).__name__}: {e}"]})
+        def prepare(key, i):
+            return item(i), {**extra, **(finding.part_extra(key, extra)
+                                         if hasattr(finding, "part_extra") else {})}
+
+        def write(key, i, it, df):
             meta = {"scene_seed": ids[i]} if is_scene(it) else {"image_file": str(ids[i])}
             store.put(key, df, files=_part_files(df, store.root / "masks"), model=model_name,
                       **meta, item=i)
 
-        computed, df = _sweep(store, todo, compute, name, progress)
+        def compute(key, i):
+            it, kw = prepare(key, i)
+            write(key, i, it, _analyse(finding, vlm, it, cfg, kw))
+
+        def compute_many(todos):  # on the Ray actors; this process writes each part
+            return pool.map(_analyse, finding, cfg, todos, prepare,
+                            lambda t, it, df: write(*t, it, df), store.root, name, progress)
+
+        try:
+            computed, df = _sweep(store, todo, compute, name, progress,
+                                  compute_many if pool is not None else None)
+        finally:
+            if pool is not None:
+                pool.close()
     count = len(ids)
     skips = df[df["_skipped"].notna()] if "_skipped" in df else df.iloc[:0]
     if "_skipped" in df:
