@@ -46,35 +46,40 @@ NAMES = {"image": "image", "query": "query (with BOS)", "query_no_bos": "query w
 
 
 def _curves(ax, data, x: str, y: str, by: str | None = None, names: dict | None = None,
-            band: bool = False, order=None, style_by: str | None = None) -> list[tuple]:
-    """The mean of ``y`` per ``x`` for each group of ``by`` (and of ``style_by``), one Line2D each.
+            band: str | bool = False, order=None) -> list[tuple]:
+    """The mean of ``y`` per ``x`` for each group of ``by``, one Line2D each.
 
-    Each group gets its own colour, marker and line style, later ones thinner and on top;
-    ``band``: the min-max range over the rows of each point, shaded (the legend says so).
-    A group whose curve equals an earlier one's says "(= that one)" in its label.
-    Returns the ``(label, x, mean)`` of each curve.
+    Each group gets its own colour, marker and line style (by its place in ``order``
+    when given, so panels agree), later ones thinner and on top of earlier ones;
+    ``band``: shade the range (``"range"``: min to max) or ``"sd"`` (mean ± 1 sd) over
+    the rows of each point (the caller's legend says which). A group whose curve
+    equals an earlier one's says "(= that one)" in its label. Returns the
+    ``(label, x, mean)`` of each curve.
     """
-    keys = [k for k in (by, style_by) if k]
-    groups = list(data.groupby(keys, sort=False)) if keys else [((), data)]
-    if order is not None and by and not style_by:
+    groups = list(data.groupby(by, sort=False)) if by else [("mean", data)]
+    if order is not None:
         rank = {v: i for i, v in enumerate(order)}
-        groups.sort(key=lambda g: rank.get(g[0][0] if isinstance(g[0], tuple) else g[0], len(rank)))
+        groups.sort(key=lambda g: rank.get(g[0], len(rank)))
     drawn = []
-    for k, (key, d) in enumerate(groups):
-        key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(str((names or {}).get(v, NAMES.get(v, v)) if i == 0 else v)
-                          for i, v in enumerate(key)) or "mean"
+    for n, (key, d) in enumerate(groups):
+        k = rank.get(key, n) if order is not None else n
+        label = str((names or {}).get(key, NAMES.get(key, key)))
         stats = d.groupby(x)[y].agg(["mean", "min", "max", "count"]).sort_index()
         xs, mean = stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(dtype=float)
         same = next((lab for lab, x0, m0 in drawn if len(x0) == len(xs) and np.allclose(x0, xs)
                      and np.allclose(m0, mean, equal_nan=True)), None)
-        shown = f"{label} (= {same})" if same is not None and label else label
-        ax.plot(xs, mean, color=_COLORS[k % len(_COLORS)], marker=_MARKERS[k % len(_MARKERS)],
+        color = _COLORS[k % len(_COLORS)]
+        ax.plot(xs, mean, color=color, marker=_MARKERS[k % len(_MARKERS)],
                 ls=_STYLES[k % len(_STYLES)], lw=max(1.0, 2.6 - 0.5 * k), ms=max(4.0, 8.0 - 1.5 * k),
-                mfc=_COLORS[k % len(_COLORS)] if k == 0 else "white", zorder=3 + k, label=shown)
+                mfc=color if k == 0 else "white", zorder=3 + k,
+                label=f"{label} (= {same})" if same is not None else label)
         if band and (stats["count"] > 1).any():
-            ax.fill_between(xs, stats["min"].to_numpy(float), stats["max"].to_numpy(float),
-                            color=_COLORS[k % len(_COLORS)], alpha=0.12, lw=0, zorder=1)
+            if band == "sd":
+                sd = np.nan_to_num(d.groupby(x)[y].std().sort_index().to_numpy(dtype=float))
+                lo, hi = mean - sd, mean + sd
+            else:
+                lo, hi = stats["min"].to_numpy(float), stats["max"].to_numpy(float)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.12, lw=0, zorder=1)
         drawn.append((label, xs, mean))
     return drawn
 
@@ -248,19 +253,18 @@ def fractions_by_layer(df, title: str = ""):
     """Mean per layer of the attention fractions (image, query, query w/o BOS, generated).
 
     ``df``: tidy rows with columns layer, image, query, query_no_bos, generated
-    (one row per image, layer and generated token); shaded: the range (min to
-    max) over those rows.
+    (one row per image, layer and generated token); shaded: ± 1 sd over those rows.
     """
     long = df.melt(id_vars=["layer"], value_vars=["image", "query", "query_no_bos", "generated"],
                    var_name="attends to", value_name="fraction")
     fig, ax = plt.subplots(figsize=(7.0, 3.4))
-    _curves(ax, long, "layer", "fraction", by="attends to", band=True)
+    _curves(ax, long, "layer", "fraction", by="attends to", band="sd")
     ax.set_ylim(0, 1)
     _integer_ticks(ax, df.layer.unique())
     ax.set_xlabel("layer")
     ax.set_ylabel("share of attention")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-              title="attends to\n(shaded: min to max\nover tokens)")
+              title="attends to\n(shaded: mean ± 1 sd\nover tokens)")
     ax.set_title(title or "share of each generated token's attention, by layer (mean)", fontsize=9)
     fig.tight_layout()
     return fig
@@ -276,7 +280,7 @@ def knockout_curves(df, title: str = "", y: str = "f1"):
     d = df if "l" in df else df.assign(l=df.start - 1)
     n = int(d["image_id"].nunique()) if "image_id" in d else int(d.groupby(["config", "l"]).size().max())
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    _curves(ax, d, "l", y, by="config", band=n > 1)
+    _curves(ax, d, "l", y, by="config", band="range" if n > 1 else False)
     L = int(df.n_layers.iloc[0])
     ax.set_xlabel(f"l: knocked out in layers with index > l (-1 = all {L} layers, {L - 1} = none)")
     ax.set_ylabel("object F1 vs.\nun-knocked description")
@@ -309,7 +313,7 @@ def attention_map(image, geometry: TokenGeometry, values, title: str = "", ax=No
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     if own:
-        _colorbar(ax.figure, ax, "attention (min-max)")
+        _colorbar(ax.figure, ax, "min-max normalised\n(bright = high)")
         ax.figure.tight_layout()
     return ax.figure
 
@@ -351,25 +355,25 @@ def localisation_by_layer(df, hue=None, title: str = ""):
 
     ``df``: tidy rows with columns layer, pointing, ratio and mask_share (e.g.
     ``maps.localisation`` rows, or their per-image means so the spread is over
-    images); shaded: the range (min to max) over those rows. Chance: a peak dropped
+    images); shaded: ± 1 sd over those rows. Chance: a peak dropped
     uniformly on the image tokens lands in the mask with probability mask_share
     (dashed, left); a uniform map has ratio 1.0 (dashed, right).
     """
     d = df.assign(pointing=df["pointing"].astype(float))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.6))
-    _curves(left, d, "layer", "pointing", by=hue, band=True)
+    _curves(left, d, "layer", "pointing", by=hue, band="sd")
     left.axhline(float(d["mask_share"].mean()), color="0.4", ls="--", lw=1,
                  label="chance (mean mask share)")
     left.set_ylim(-0.02, 1.05)
     left.set_ylabel("pointing game:\npeak inside the mask")
-    _curves(right, d, "layer", "ratio", by=hue, band=True)
+    _curves(right, d, "layer", "ratio", by=hue, band="sd")
     right.axhline(1.0, color="0.4", ls="--", lw=1, label="chance = 1.0 (uniform map)")
     right.set_ylim(bottom=0)
     right.set_ylabel("mass in mask / mask share")
     for ax in (left, right):
         _integer_ticks(ax, d["layer"].unique())
         ax.set_xlabel("layer")
-        ax.legend(loc="best", title="mean (shaded: min to max)")
+        ax.legend(loc="best", title="mean (shaded: ± 1 sd)")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -408,14 +412,24 @@ def compression_curves(table, title: str = ""):
     ``k_frac`` labelled with their mean compression; the references ("full",
     "direct") are horizontal lines.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharey=True)
+    import textwrap
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), sharey=True)
     colors = {"both": "tab:blue", "query": "tab:orange", "image": "tab:green",
               "full": "0.2", "direct": "0.55"}
     ks = sorted(table.loc[~table.variant.isin(["full", "direct"]), "k_frac"].unique())
     for ax, metric, label in zip(axes, ("acc", "acc_plus"), ("ACC (per question)",
                                                              "ACC+ (all questions of an image)")):
+        seen, same = [], []
         for variant, d in table.groupby("variant", sort=False):
             d = d.sort_values("k_frac")
+            if variant not in ("full", "direct"):
+                y = d[metric].to_numpy(dtype=float)
+                twin = next((v for v, x0, y0 in seen if len(y0) == len(y) and np.allclose(y0, y)
+                             and np.allclose(x0, d.k_frac)), None)
+                if twin is not None:
+                    same.append(f"{variant} = {twin}")
+                seen.append((variant, d.k_frac.to_numpy(dtype=float), y))
             c = colors.get(variant, None)
             if variant in ("full", "direct"):
                 ax.axhline(float(d[metric].iloc[0]), color=c, ls="--", lw=1.2, zorder=1,
@@ -427,12 +441,17 @@ def compression_curves(table, title: str = ""):
                 ax.plot(d.k_frac, d[metric], marker=_MARKERS[k % len(_MARKERS)], color=c,
                         ls=_STYLES[k % len(_STYLES)], lw=max(1.0, 2.4 - 0.5 * k),
                         mfc=c if k == 0 else "white", zorder=2 + k, label=f"{variant} ({span})")
+        refs = {v: float(d[metric].iloc[0]) for v, d in table.groupby("variant", sort=False)
+                if v in ("full", "direct")}
+        same += [f"{v} = {r}" for v, _, y in seen for r, level in refs.items()
+                 if np.allclose(y, level)]
         ax.set_xscale("log")
         ax.set_xticks(ks, [f"{k:.0%}" for k in ks])
         ax.minorticks_off()
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel("K: image tokens kept per layer")
-        ax.set_title(label, fontsize=9)
+        note = textwrap.fill(f"(on each other: {'; '.join(same)})", 40) if same else ""
+        ax.set_title(f"{label}\n{note}".strip(), fontsize=9)
     axes[0].set_ylabel("accuracy")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
                    title="variant\n(token reduction)")
@@ -545,8 +564,8 @@ def lens_tokens(image, geometry: TokenGeometry, tokens, highlight=None, title: s
     for i in shown:
         if i in hl:
             x0, y0, x1, y1 = geometry.boxes[i]
-            ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="crimson",
-                                            lw=1.0))
+            ax.add_patch(mpatches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                            ec="crimson", lw=1.0))
     if not shown:
         return ax.figure
     fig = ax.figure
@@ -687,6 +706,8 @@ def focus_by_correctness(scored, title: str = "focus on the asked object, by cor
     point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
     sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
     axes[1].set_ylabel("pointing game (share of hits)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_ylim(0, 1.05)
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=20)
         if ax.get_legend() is not None:
@@ -739,17 +760,26 @@ def object_tokens(image, geometry: TokenGeometry, rings: dict, name: str = "obje
 
 
 def loss_by_count(table, model: str = ""):
-    """Share of correct identifications lost against the number of tokens ablated, per rule and task.
+    """Share of correct identifications lost against the number of tokens ablated, per rule;
+    one panel per task.
 
     ``table``: ``ablation.loss_table(df, by=("rule", "rings", "task"))`` (n_tokens, lost, rule,
-    task); ``model`` names the model in the title.
+    task); ``model`` names the model in the first panel's title.
     """
-    fig, ax = plt.subplots(figsize=(7.0, 3.2))
-    _curves(ax, table, "n_tokens", "lost", by="rule", style_by="task")
-    ax.set_xlabel("ablated tokens (mean per object; rings 0, 1, 2)")
-    ax.set_ylabel("share of correct\nidentifications lost")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, title="rule, task")
-    ax.set_title(_named(model, "accuracy lost against tokens ablated, by selection rule"), fontsize=9)
+    tasks = list(dict.fromkeys(table["task"])) or [""]
+    fig, axes = plt.subplots(1, len(tasks), squeeze=False, sharey=True,
+                             figsize=(min(DISPLAY_WIDTH, 2.0 + 2.5 * len(tasks)), 3.4))
+    rules = list(dict.fromkeys(table["rule"]))
+    for ax, task in zip(axes[0], tasks):
+        _curves(ax, table[table["task"] == task], "n_tokens", "lost", by="rule", order=rules)
+        ax.set_title(_named(model, f"task {task}") if ax is axes[0, 0] else f"task {task}",
+                     fontsize=9)
+        ax.set_ylim(-0.04, 1.06)
+    axes[0, 0].set_ylabel("share of correct\nidentifications lost")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                       title="tokens chosen by")
+    fig.supxlabel("ablated tokens (mean per object; rings 0, 1, 2)", fontsize=9)
+    fig.suptitle("accuracy lost against tokens ablated, by selection rule", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -793,7 +823,7 @@ def lens_score(df, rings: int = 0, model: str = ""):
     long = df.melt(id_vars=["object", "rings", "layer"], value_vars=shares, var_name="word",
                    value_name="top-1 share")
     fig, ax = plt.subplots(figsize=(7.0, 3.2))
-    _curves(ax, long[long.rings == rings], "layer", "top-1 share", by="word", band=True)
+    _curves(ax, long[long.rings == rings], "layer", "top-1 share", by="word", band="range")
     _integer_ticks(ax, df.layer.unique())
     ax.set_xlabel("layer")
     ax.set_ylabel("share of object patches")
@@ -821,14 +851,17 @@ def lastpos_windows(table, windows: dict, model: str = ""):
                                 "relative_accuracy": pd.Series(dtype=float),
                                 "p_drop": pd.Series(dtype=float)})
     sliding["start"] = [windows[w][0] for w in sliding.window]
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3))
+    n = sliding["condition"].nunique()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3 + (0.6 + 0.19 * n if n else 0)))
     _curves(axes[0], sliding, "start", "relative_accuracy", by="condition")
     _curves(axes[1], sliding, "start", "p_drop", by="condition")
     for ax in axes:
         ax.set_xlabel("first layer of the window")
         _integer_ticks(ax, [w[0] for w in windows.values()] if windows else [])
-    if axes[0].lines:
-        axes[0].legend(loc="best", title="cut from the last position")
+    for ax in axes:  # each panel's own legend: which of its curves coincide differs
+        if ax.lines:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+                      title="cut from the last position")
     axes[0].set_title("relative accuracy", fontsize=9)
     axes[1].set_title("drop in the top token's probability", fontsize=9)
     width = len(next(iter(windows.values()))) if windows else 0
