@@ -88,7 +88,7 @@ def problems(fig) -> list[str]:
                 out.append(f"texts {a.get_text()!r} and {b.get_text()!r} overlap")
     titles = [t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)]
     titles += [t for t in (fig._suptitle, fig._supxlabel, fig._supylabel, *fig.texts) if t is not None]
-    titles = [t for t in titles if id(t) in drawn]
+    titles = list({id(t): t for t in titles if id(t) in drawn}.values())  # suptitle: in fig.texts too
     for a, b in itertools.combinations(titles, 2):
         if _overlap(boxes[id(a)], boxes[id(b)]):
             out.append(f"titles {a.get_text()!r} and {b.get_text()!r} overlap")

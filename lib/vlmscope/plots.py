@@ -718,20 +718,24 @@ def focus_by_correctness(scored, title: str = "focus on the asked object, by cor
 
 
 def design_vs_scale(tests: dict):
-    """Per similarity measure, the model pairs' similarity by relation (same design, same scale...).
+    """Per similarity measure (one panel a row), the model pairs' similarity by relation
+    (same design, same scale...), relations named on the left.
 
     ``tests``: name -> ``stats.design_vs_scale`` result (its ``pairs``, ``observed``, ``p_value``).
     """
     import seaborn as sns
 
     n = max(len(tests), 1)
-    fig, axes = plt.subplots(1, n, squeeze=False, figsize=(min(DISPLAY_WIDTH, 4.2 * n), 3.8))
-    for ax, (name, t) in zip(axes[0], tests.items()):
-        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
+    relations = max((t.pairs["relation"].nunique() for t in tests.values()), default=1)
+    fig, axes = plt.subplots(n, 1, squeeze=False, sharex=False,
+                             figsize=(7.0, n * (0.9 + 0.45 * relations)))
+    for ax, (name, t) in zip(axes[:, 0], tests.items()):
+        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), y="relation", x="similarity", ax=ax,
+                    orient="h")
         ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}",
                      fontsize=9)
-        ax.set_xlabel("")
-        plt.setp(ax.get_xticklabels(), rotation=25, ha="right", fontsize=MIN_FONT)
+        ax.set_ylabel("")
+        ax.set_xlabel(f"{name} similarity of the two models' maps")
     fig.tight_layout()
     return fig
 
