@@ -196,8 +196,10 @@ def walked(tmp_path_factory):
     def wrap(name, f):
         def recorded(*args, **kwargs):
             fig = f(*args, **kwargs)
-            if isinstance(fig, matplotlib.figure.Figure) and not kwargs.get("ax"):
-                figures.setdefault(current["nb"], []).append((name, fig))
+            drawn = figures.setdefault(current["nb"], [])
+            if (isinstance(fig, matplotlib.figure.Figure) and not kwargs.get("ax")
+                    and all(fig is not other for _, other in drawn)):  # (a figure calling another)
+                drawn.append((name, fig))
             return fig
         return recorded
 
@@ -211,7 +213,10 @@ def walked(tmp_path_factory):
             _walk(path, tmp_path_factory.mktemp(path.stem[:3]))
     finally:
         mp.undo()
-    return figures
+    yield figures
+    for drawn in figures.values():
+        for _, fig in drawn:
+            plt.close(fig)
 
 
 @pytest.mark.slow

@@ -53,13 +53,16 @@ def _curves(ax, data, x: str, y: str, by: str | None = None, names: dict | None 
     when given, so panels agree), later ones thinner and on top of earlier ones;
     ``band``: shade the range (``"range"``: min to max) or ``"sd"`` (mean ± 1 sd) over
     the rows of each point (the caller's legend says which). A group whose curve
-    equals an earlier one's says "(= that one)" in its label. Returns the
+    lies on an earlier one's (within 1% of the axis) says "(= that one)" in its label. Returns the
     ``(label, x, mean)`` of each curve.
     """
     groups = list(data.groupby(by, sort=False)) if by else [("mean", data)]
     if order is not None:
         rank = {v: i for i, v in enumerate(order)}
         groups.sort(key=lambda g: rank.get(g[0], len(rank)))
+    values = np.asarray(data[y], dtype=float) if len(data) else np.zeros(1)
+    span = float(np.nanmax(values) - np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    close = 0.01 * (span or 1.0)  # curves closer than 1% of the axis lie on each other
     drawn = []
     for n, (key, d) in enumerate(groups):
         k = rank.get(key, n) if order is not None else n
@@ -67,7 +70,7 @@ def _curves(ax, data, x: str, y: str, by: str | None = None, names: dict | None 
         stats = d.groupby(x)[y].agg(["mean", "min", "max", "count"]).sort_index()
         xs, mean = stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(dtype=float)
         same = next((lab for lab, x0, m0 in drawn if len(x0) == len(xs) and np.allclose(x0, xs)
-                     and np.allclose(m0, mean, equal_nan=True)), None)
+                     and np.allclose(m0, mean, rtol=0, atol=close, equal_nan=True)), None)
         color = _COLORS[k % len(_COLORS)]
         ax.plot(xs, mean, color=color, marker=_MARKERS[k % len(_MARKERS)],
                 ls=_STYLES[k % len(_STYLES)], lw=max(1.0, 2.6 - 0.5 * k), ms=max(4.0, 8.0 - 1.5 * k),
