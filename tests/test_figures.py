@@ -197,8 +197,9 @@ def walked(tmp_path_factory):
         def recorded(*args, **kwargs):
             fig = f(*args, **kwargs)
             drawn = figures.setdefault(current["nb"], [])
-            if (isinstance(fig, matplotlib.figure.Figure) and not kwargs.get("ax")
-                    and all(fig is not other for _, other in drawn)):  # (a figure calling another)
+            if isinstance(fig, matplotlib.figure.Figure) and not kwargs.get("ax"):
+                # a figure made by another plots function: once, named by the outer one
+                drawn[:] = [(n, other) for n, other in drawn if other is not fig]
                 drawn.append((name, fig))
             return fig
         return recorded
