@@ -836,7 +836,7 @@ def lens_score(df, rings: int = 0, model: str = ""):
     ax.set_ylabel("share of object patches")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-              title="top lens word is the\nobject's ... (mean over\nobjects; shaded:\nmin to max)")
+              title="the top lens word is\nthe object's ...\n(mean over objects;\nshaded: min to max)")
     ax.set_title(_named(model, "object patches whose top lens word names the object"), fontsize=9)
     fig.tight_layout()
     return fig
