@@ -258,3 +258,29 @@ def test_igos_trace_and_iteration_panels_number_the_same_iterations(walked):
                           config=None, baselines={}, selection=None, nonsense=None,
                           heatmap=Fake()).trace()
     assert titles == [f"iteration {i}" for i in trace.index]
+
+
+@pytest.mark.parametrize("grid", [8, 24])
+def test_patch_words_are_cut_or_thinned_until_none_overlap(grid):
+    import numpy as np
+
+    from vlmscope import plots
+    from vlmscope.tokens import TokenGeometry, grid_boxes
+
+    n = grid * grid
+    side = 14 * grid
+    geometry = TokenGeometry(grid_boxes(grid, grid, lambda u, v: (u * side, v * side)),
+                             np.zeros(n, dtype=int), np.stack(np.divmod(np.arange(n), grid), axis=1),
+                             ((grid, grid),), (side, side))
+    words = ["▁extraordinarily"] * n
+    fig = plots.lens_tokens(np.full((side, side, 3), 230, np.uint8), geometry, words,
+                            highlight=[grid + 1], title="t")
+    texts = fig.axes[0].texts
+    assert problems(fig) == []
+    assert all(t.get_text() != "extraordinarily" and t.get_text().endswith(".") for t in texts)
+    if grid == 24:  # boxes too small for even a cut word: a lattice through the highlighted box
+        assert 0 < len(texts) < n
+    else:
+        assert len(texts) == n
+    assert [t.get_color() for t in texts].count("crimson") == 1
+    plt.close(fig)
