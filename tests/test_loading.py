@@ -101,3 +101,17 @@ def test_version_floor():
 def test_floor_is_the_declared_one():
     for f in ("pyproject.toml", "environment.yml"):
         assert f"transformers>={TRANSFORMERS_FLOOR},<6" in (ROOT / f).read_text(), f
+
+
+def test_load_draws_no_weight_loading_bar_unless_asked_and_restores_the_setting(capfd):
+    import transformers.utils.logging as tlog
+
+    import vlmscope
+
+    assert tlog.is_progress_bar_enabled()
+    vlmscope.load("organism-vit-s")
+    quiet = capfd.readouterr().err
+    assert "Loading weights" not in quiet and "%|" not in quiet, quiet
+    assert tlog.is_progress_bar_enabled()  # long loops keep their bars
+    vlmscope.load("organism-vit-s", progress=True)  # asked for: the bar is there
+    assert "Loading weights" in capfd.readouterr().err

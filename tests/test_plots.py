@@ -179,7 +179,7 @@ def test_design_vs_scale_draws_one_panel_per_measure_titled_with_its_test():
     fig = plots.design_vs_scale(tests)
     assert len(fig.axes) == 2
     assert fig.axes[0].get_title() == "top-IoU: observed difference 0.500, p = 0.031"
-    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == list(dict.fromkeys(pairs.relation))
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == list(dict.fromkeys(pairs.relation))
 
 
 def test_object_tokens_shades_exactly_the_given_tokens_per_ring(geometry):

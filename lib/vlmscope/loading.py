@@ -11,6 +11,7 @@ unexpected or mismatched weight (``check_loading_info``). ``vlmscope.load``
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -133,13 +134,42 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
+@contextmanager
+def quiet_progress(quiet: bool = True):
+    """Within the block, no transformers / hub progress bar (e.g. "Loading weights 100%").
+
+    Only the bars are silenced: warnings, logs and errors still reach the user,
+    and the previous setting is restored on the way out (so a long loop's
+    bar, e.g. ``runner.run``'s, stays). ``quiet=False`` changes nothing.
+    """
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as tlog
+
+    bars, hub_bars = tlog.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    if quiet and bars:
+        tlog.disable_progress_bar()  # transformers' bars, and the hub's with them
+    elif quiet and hub_bars:
+        hub.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if quiet and bars:
+            tlog.enable_progress_bar()
+            if not hub_bars:
+                hub.disable_progress_bars()
+        elif quiet and hub_bars:
+            hub.enable_progress_bars()
+
+
 def load_checkpoint(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
                     attn_implementation: str = "eager", trust_remote_code: bool = False,
-                    revision: str | None = None, quantization_config=None, **kwargs):
+                    revision: str | None = None, quantization_config=None, progress: bool = False,
+                    **kwargs):
     """``(model, processor, adapter class, name)`` of a checkpoint; see ``vlmscope.load``.
 
     The model is in eval mode, on ``device`` unless ``device_map`` or
-    ``quantization_config`` placed it.
+    ``quantization_config`` placed it. ``progress``: show transformers' weight-loading
+    bar (off by default: a notebook's setup cell stays quiet; warnings still show).
     """
     from safetensors import SafetensorError  # a damaged weights file (e.g. truncated)
     from transformers import AutoConfig, AutoModelForImageTextToText
@@ -182,11 +212,12 @@ def load_checkpoint(model: str | os.PathLike, *, device=None, dtype=None, device
     if quantization_config is not None:
         extra["quantization_config"] = quantization_config
     try:
-        processor = adapter_cls.load_processor(source, **common)
-        net, info = AutoModelForImageTextToText.from_pretrained(
-            source, config=config, dtype=dtype, attn_implementation=attn_implementation,
-            use_safetensors=extra.pop("use_safetensors", True), output_loading_info=True,
-            **common, **extra)
+        with quiet_progress(not progress):
+            processor = adapter_cls.load_processor(source, **common)
+            net, info = AutoModelForImageTextToText.from_pretrained(
+                source, config=config, dtype=dtype, attn_implementation=attn_implementation,
+                use_safetensors=extra.pop("use_safetensors", True), output_loading_info=True,
+                **common, **extra)
     except (OSError, ValueError, RuntimeError, ImportError, SafetensorError) as e:  # ImportError: e.g. no accelerate
         raise ModelLoadError(f"could not load {name!r}: {e}") from None
     check_loading_info(info, name, net)
@@ -209,4 +240,4 @@ def _map_device(device_map) -> torch.device:
 
 __all__ = ["load_checkpoint", "ModelLoadError", "organisms", "data_dir", "DEFAULT_ORGANISM",
            "TRANSFORMERS_FLOOR", "check_transformers_version", "check_loading_info",
-           "default_device", "default_dtype"]
+           "default_device", "default_dtype", "quiet_progress"]

@@ -308,6 +308,8 @@ def load(model: str | os.PathLike, *, device=None, dtype=None, device_map=None,
         to ``from_pretrained`` (a quantised model is not moved either).
     attn_implementation : "eager" (default) so attention weights exist.
     trust_remote_code : off unless you ask; remote code runs arbitrary Python.
+    progress : show transformers' weight-loading bar (off by default, so a
+        notebook's setup cell stays quiet; warnings and errors still show).
 
     Every weight the model expects must come from the checkpoint: missing,
     unexpected or mismatched keys raise ``ModelLoadError`` naming them.

@@ -5,6 +5,14 @@ No computing happens here beyond arranging values for display.
 Every figure the notebooks draw lives in this one module (one place to make
 them legible and consistent), in blocks by notebook; that is why it is longer
 than the library's other modules.
+
+Legibility rules, for every figure (``tests/test_figures.py`` checks them on
+every figure the notebooks draw): text is at least ``MIN_FONT`` points at the
+saved size and at a notebook's display width (``DISPLAY_WIDTH``: figures are
+drawn no wider, so nothing shrinks on screen); tick labels never overlap;
+layers get integer ticks; every map has a colour bar or a legend; overlapping
+curves stay visible (markers and line styles per curve, and the legend says
+when two coincide); a shaded band is named in the legend.
 """
 
 from __future__ import annotations
@@ -15,6 +23,103 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .tokens import TokenGeometry
+
+# --- style ---------------------------------------------------------------------------------------
+DISPLAY_WIDTH = 8.5  # inches: the widest a notebook cell shows a figure without shrinking it
+MIN_FONT = 8.0  # points: the smallest text, at the saved size and at display width
+STYLE = {"font.size": 9.0, "axes.titlesize": 9.0, "axes.labelsize": 9.0, "xtick.labelsize": 8.0,
+         "ytick.labelsize": 8.0, "legend.fontsize": 8.0, "legend.title_fontsize": 8.0,
+         "figure.titlesize": 10.0, "axes.spines.top": False, "axes.spines.right": False}
+matplotlib.rcParams.update(STYLE)
+
+# one look per curve: colour, marker and line style all differ, and later curves are drawn
+# thinner on top of earlier ones, so a curve lying on another still shows
+_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+           "tab:gray")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_STYLES = ("-", (0, (5, 2)), ":", "-.", (0, (1, 1)), (0, (3, 1, 1, 1)), "-", ":")
+
+# readable names for the columns the line plots draw (legends show these, never column names)
+NAMES = {"image": "image", "query": "query (with BOS)", "query_no_bos": "query without BOS",
+         "bos": "BOS", "generated": "generated tokens", "share": "colour or shape word",
+         "share_color": "colour word", "share_shape": "shape word"}
+
+
+def _curves(ax, data, x: str, y: str, by: str | None = None, names: dict | None = None,
+            band: str | bool = False, order=None) -> list[tuple]:
+    """The mean of ``y`` per ``x`` for each group of ``by``, one Line2D each.
+
+    Each group gets its own colour, marker and line style (by its place in ``order``
+    when given, so panels agree), later ones thinner and on top of earlier ones;
+    ``band``: shade the range (``"range"``: min to max) or ``"sd"`` (mean ± 1 sd) over
+    the rows of each point (the caller's legend says which). A group whose curve
+    lies on an earlier one's (within 1% of the axis) says "(= that one)" in its label. Returns the
+    ``(label, x, mean)`` of each curve.
+    """
+    groups = list(data.groupby(by, sort=False)) if by else [("mean", data)]
+    if order is not None:
+        rank = {v: i for i, v in enumerate(order)}
+        groups.sort(key=lambda g: rank.get(g[0], len(rank)))
+    values = np.asarray(data[y], dtype=float) if len(data) else np.zeros(1)
+    span = float(np.nanmax(values) - np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    close = 0.01 * (span or 1.0)  # curves closer than 1% of the axis lie on each other
+    drawn = []
+    for n, (key, d) in enumerate(groups):
+        k = rank.get(key, n) if order is not None else n
+        label = str((names or {}).get(key, NAMES.get(key, key)))
+        stats = d.groupby(x)[y].agg(["mean", "min", "max", "count"]).sort_index()
+        xs, mean = stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(dtype=float)
+        same = next((lab for lab, x0, m0 in drawn if len(x0) == len(xs) and np.allclose(x0, xs)
+                     and np.allclose(m0, mean, rtol=0, atol=close, equal_nan=True)), None)
+        color = _COLORS[k % len(_COLORS)]
+        ax.plot(xs, mean, color=color, marker=_MARKERS[k % len(_MARKERS)],
+                ls=_STYLES[k % len(_STYLES)], lw=max(1.0, 2.6 - 0.5 * k), ms=max(4.0, 8.0 - 1.5 * k),
+                mfc=color if k == 0 else "white", zorder=3 + k,
+                label=f"{label} (= {same})" if same is not None else label)
+        if band and (stats["count"] > 1).any():
+            if band == "sd":
+                sd = np.nan_to_num(d.groupby(x)[y].std().sort_index().to_numpy(dtype=float))
+                lo, hi = mean - sd, mean + sd
+            else:
+                lo, hi = stats["min"].to_numpy(float), stats["max"].to_numpy(float)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.12, lw=0, zorder=1)
+        drawn.append((label, xs, mean))
+    return drawn
+
+
+def _integer_ticks(ax, values, axis: str = "x") -> None:
+    """Ticks at the integers in ``values`` (e.g. layers), never at 0.5."""
+    ticks = sorted({int(v) for v in values if float(v).is_integer()})
+    if len(ticks) > 16:  # many layers: every k-th, ends kept
+        step = int(np.ceil(len(ticks) / 12))
+        ticks = ticks[::step] + ([ticks[-1]] if (len(ticks) - 1) % step else [])
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(ticks)
+
+
+def _colorbar(fig, ax, label: str = "importance (min-max per panel)", cmap: str = "inferno"):
+    """A 0-1 colour bar beside ``ax`` (an inset, so ``fig.axes`` still lists the panels only)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cax = ax.inset_axes([1.04, 0.0, 0.06, 1.0])
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=cax, ticks=[0, 0.5, 1])
+    bar.set_label(label, fontsize=MIN_FONT)
+    bar.ax.tick_params(labelsize=MIN_FONT)
+    return bar
+
+
+def object_colour(obj, image) -> tuple:
+    """The colour an object is drawn in: its mean pixel colour in ``image`` (RGB in [0, 1]).
+
+    A synthetic "red triangle" comes out red, a photo's object its own average hue,
+    so a swatch or an outline matches what the reader sees.
+    """
+    a = _hwc(image)[..., :3].astype(float)
+    mask = np.asarray(obj.mask, dtype=bool)
+    if a.ndim != 3 or mask.shape != a.shape[:2] or not mask.any():
+        return (0.3, 0.3, 0.3)
+    rgb = a[mask].mean(axis=0)
+    return tuple(np.clip(rgb / (255.0 if a.max() > 1.0 else 1.0), 0, 1))
 
 
 def save(fig, folder, name: str, dpi: int = 120):
@@ -40,56 +145,89 @@ def _overlay_mask(ax, mask, color, alpha=0.45):
     ax.imshow(rgba)
 
 
-def scenes(scenes, masks: bool = True, ncols: int = 4, titles=None):
-    """A grid of scenes (synthetic or ``datasets.folder`` records), each object's mask in a colour."""
+def scenes(scenes, masks: bool = True, ncols: int = 2, titles=None):
+    """A grid of scenes (synthetic or ``datasets.folder`` records), beside each its objects' masks.
+
+    Each mask is painted in its object's own colour (``object_colour``) and named in
+    a legend of swatches in that colour; ``ncols`` scenes per row (two keep the
+    figure within a notebook's display width).
+    """
+    from matplotlib.patches import Patch
+
     n = len(scenes)
+    ncols = max(1, min(n, ncols))
     rows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(rows, min(n, ncols) * (2 if masks else 1),
-                             figsize=(2.2 * min(n, ncols) * (2 if masks else 1), 2.4 * rows),
-                             squeeze=False)
-    palette = plt.get_cmap("tab10")
+    per = 2 if masks else 1
+    most = max((len(sc.objects) for sc in scenes), default=0) if masks else 0
+    fig, axes = plt.subplots(rows, ncols * per, squeeze=False,
+                             figsize=(min(DISPLAY_WIDTH, 2.05 * ncols * per),
+                                      rows * (2.35 + 0.17 * most)))
     for ax in axes.flat:
         ax.axis("off")
     for i, sc in enumerate(scenes):
         r, c = divmod(i, ncols)
-        ax = axes[r, c * (2 if masks else 1)]
+        ax = axes[r, c * per]
         ax.imshow(sc.image)
         label = f"seed {sc.seed % 10000}" if hasattr(sc, "seed") else getattr(sc, "file", str(i))
-        ax.set_title(titles[i] if titles else label, fontsize=8)
+        ax.set_title(titles[i] if titles else label, fontsize=9)
         if masks:
-            m = axes[r, c * 2 + 1]
-            m.imshow(np.ones((*sc.objects[0].mask.shape, 3)))
-            for j, o in enumerate(sc.objects):
-                _overlay_mask(m, o.mask, palette(j), alpha=0.9)
-            m.set_title("\n".join(o.name for o in sc.objects), fontsize=7)
+            m = axes[r, c * per + 1]
+            m.imshow(np.ones((*sc.objects[0].mask.shape, 3)) if sc.objects
+                     else np.ones((*np.asarray(sc.image).shape[:2], 3)))
+            handles = []
+            for o in sc.objects:
+                colour = object_colour(o, sc.image)
+                _overlay_mask(m, o.mask, colour, alpha=1.0)
+                handles.append(Patch(fc=colour, ec="0.3", lw=0.5, label=o.name))
+            m.set_title("masks", fontsize=9)
+            if handles:
+                m.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                         fontsize=MIN_FONT, frameon=False, handlelength=1.2, borderaxespad=0.2)
     fig.tight_layout()
     return fig
 
 
 def token_grid(image, geometry: TokenGeometry, highlight: dict | None = None, view: int = 0,
                title: str = ""):
-    """The image with every image token's box drawn; ``highlight`` maps a label to token indices."""
+    """The image with every image token's box drawn; ``highlight`` maps a label to token indices.
+
+    Each highlighted set is outlined (the border of its tokens' union), not filled, so
+    the objects under it keep their colours; sets differ in colour, line style and
+    width (the first widest), so nested sets that share a border all show.
+    """
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    fig, ax = plt.subplots(figsize=(4.6, 4.9 if highlight else 4.6))
     ax.imshow(image)
-    colors = ["tab:red", "tab:orange", "gold", "tab:blue"]
     for i in np.nonzero(geometry.views == view)[0]:
         if geometry.cells[i, 0] < 0:
             continue
         x0, y0, x1, y1 = geometry.boxes[i]
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=0.5,
-                               ec="0.3"))
+                               ec="0.6"))
+    colors = ["black", "tab:cyan", "magenta", "tab:olive"]
+    styles = ["-", (0, (4, 2)), (0, (1, 1.5)), "-."]
+    handles = []
+    n = len(geometry.boxes)
     for k, (label, idx) in enumerate((highlight or {}).items()):
-        for j, i in enumerate(idx):
-            x0, y0, x1, y1 = geometry.boxes[i]
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=True, lw=0,
-                                   fc=colors[k % len(colors)], alpha=0.35,
-                                   label=label if j == 0 else None))
-    if highlight:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=len(highlight), fontsize=8,
-                  frameon=False)
-    ax.set_title(title or geometry.note, fontsize=8)
+        chosen = set(np.asarray(idx, dtype=int).tolist())
+        inside = geometry.to_pixels([1.0 if i in chosen else 0.0 for i in range(n)], view=view)
+        inside = np.nan_to_num(np.asarray(inside, dtype=float))
+        style = dict(color=colors[k % len(colors)], ls=styles[k % len(styles)],
+                     lw=max(1.2, 3.0 - 0.7 * k))
+        if inside.max() > 0.5:
+            padded = np.pad(inside, 1)  # a set touching the image's edge is closed there too
+            ax.contour(np.arange(-1, inside.shape[1] + 1), np.arange(-1, inside.shape[0] + 1),
+                       padded, levels=[0.5], colors=[style["color"]], linestyles=[style["ls"]],
+                       linewidths=style["lw"], zorder=3 + k)
+        handles.append(Line2D([], [], label=f"{label} ({len(chosen)} tokens)", **style))
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01),
+                  ncol=1 if len(handles) > 2 else len(handles), fontsize=MIN_FONT, frameon=False)
+    ax.set_xlim(-0.5, np.asarray(image).shape[1] - 0.5)
+    ax.set_ylim(np.asarray(image).shape[0] - 0.5, -0.5)
+    ax.set_title(title or geometry.note, fontsize=9)
     ax.axis("off")
     fig.tight_layout()
     return fig
@@ -115,42 +253,44 @@ def accuracy_bars(scores: dict, reference: float | None = None, title: str = "")
 
 
 def fractions_by_layer(df, title: str = ""):
-    """Mean ± std per layer of the attention fractions (image, query, query w/o BOS, generated).
+    """Mean per layer of the attention fractions (image, query, query w/o BOS, generated).
 
     ``df``: tidy rows with columns layer, image, query, query_no_bos, generated
-    (one row per image, layer and generated token).
+    (one row per image, layer and generated token); shaded: ± 1 sd over those rows.
     """
-    import seaborn as sns
-
     long = df.melt(id_vars=["layer"], value_vars=["image", "query", "query_no_bos", "generated"],
                    var_name="attends to", value_name="fraction")
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    sns.lineplot(long, x="layer", y="fraction", hue="attends to", errorbar="sd", marker="o", ax=ax,
-                 palette={"image": "tab:blue", "query": "tab:orange", "query_no_bos": "tab:brown",
-                          "generated": "tab:green"})
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    _curves(ax, long, "layer", "fraction", by="attends to", band="sd")
     ax.set_ylim(0, 1)
-    ax.set_xticks(sorted(df.layer.unique()))
-    ax.set_title(title or "share of each generated token's attention, by layer (mean ± sd)",
-                 fontsize=9)
+    _integer_ticks(ax, df.layer.unique())
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share of attention")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+              title="attends to\n(shaded: mean ± 1 sd\nover tokens)")
+    ax.set_title(title or "share of each generated token's attention, by layer (mean)", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def knockout_curves(df, title: str = "", y: str = "f1"):
-    """Object F1 against the paper's l (cut in layers > l), one line per configuration (mean ± sd).
+    """Object F1 against the paper's l (cut in layers > l), one line per configuration.
 
-    ``y``: the F1 column to plot (``"f1"``, or e.g. ``"f1_exact"``).
+    ``y``: the F1 column to plot (``"f1"``, or e.g. ``"f1_exact"``). Lines are means
+    over images; with more than one image the shaded band is their range (min to
+    max), as the legend says. Coinciding lines say so in the legend.
     """
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     d = df if "l" in df else df.assign(l=df.start - 1)
-    sns.lineplot(d, x="l", y=y, hue="config", errorbar="sd", marker="o", ax=ax)
+    n = int(d["image_id"].nunique()) if "image_id" in d else int(d.groupby(["config", "l"]).size().max())
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    _curves(ax, d, "l", y, by="config", band="range" if n > 1 else False)
     L = int(df.n_layers.iloc[0])
     ax.set_xlabel(f"l: knocked out in layers with index > l (-1 = all {L} layers, {L - 1} = none)")
-    ax.set_ylabel("object F1 vs. un-knocked description")
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xticks(range(-1, L))
+    ax.set_ylabel("object F1 vs.\nun-knocked description")
+    ax.set_ylim(-0.04, 1.06)
+    _integer_ticks(ax, range(-1, L))
+    what = f"cut (mean of {n} images;\nshaded: min to max)" if n > 1 else "cut (1 image)"
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, title=what)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -161,19 +301,23 @@ def attention_map(image, geometry: TokenGeometry, values, title: str = "", ax=No
     """Per-token values (e.g. one layer's attention) min-max normalised and laid over the image.
 
     ``outline``: an optional boolean ``[H, W]`` mask (e.g. the named object's) drawn in cyan.
+    A figure of its own gets a colour bar (a panel of a grid: the grid draws one).
     """
     v = np.asarray(values, dtype=float)
     lo, hi = np.nanmin(v), np.nanmax(v)
     norm = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(3.2, 3.2))
+        fig, ax = plt.subplots(figsize=(3.8, 3.3))
     ax.imshow(image)
     ax.imshow(geometry.to_pixels(norm, view=view), cmap="inferno", alpha=0.55, vmin=0, vmax=1)
     if outline is not None:
-        ax.contour(np.asarray(outline, dtype=float), levels=[0.5], colors="cyan", linewidths=0.8)
-    ax.set_title(title, fontsize=8)
+        ax.contour(np.asarray(outline, dtype=float), levels=[0.5], colors="cyan", linewidths=1.0)
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
+    if own:
+        _colorbar(ax.figure, ax, "min-max normalised\n(bright = high)")
+        ax.figure.tight_layout()
     return ax.figure
 
 
@@ -185,13 +329,14 @@ def maps_across_layers(image, geometry: TokenGeometry, maps, steps, labels=None,
     the step (row) of each token to show; ``labels``: one text per row (the
     token); ``masks``: optional ``[H, W]`` boolean mask per row, outlined in
     cyan. Every panel is min-max normalised on its own, so panels show where
-    attention goes, not how much.
+    attention goes, not how much (the colour bar says so).
     """
     maps = np.asarray(maps)
     layers = list(range(maps.shape[0])) if layers is None else list(layers)
     steps = list(steps)
+    side = min(1.8, (DISPLAY_WIDTH - 1.6) / len(layers))
     fig, axes = plt.subplots(len(steps), len(layers), squeeze=False,
-                             figsize=(0.5 + 1.8 * len(layers), 0.4 + 1.9 * len(steps)))
+                             figsize=(1.6 + side * len(layers), 0.5 + (side + 0.25) * len(steps)))
     for r, s in enumerate(steps):
         for c, layer in enumerate(layers):
             ax = axes[r, c]
@@ -200,7 +345,8 @@ def maps_across_layers(image, geometry: TokenGeometry, maps, steps, labels=None,
                           outline=masks[r] if masks is not None else None)
         label = labels[r] if labels is not None else f"step {s}"
         axes[r, 0].text(-0.06, 0.5, label, transform=axes[r, 0].transAxes, rotation=90,
-                        ha="right", va="center", fontsize=8)
+                        ha="right", va="center", fontsize=MIN_FONT)
+    _colorbar(fig, axes[0, -1], "attention\n(min-max per panel)")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -208,30 +354,29 @@ def maps_across_layers(image, geometry: TokenGeometry, maps, steps, labels=None,
 
 
 def localisation_by_layer(df, hue=None, title: str = ""):
-    """Pointing game and mass-in-mask ratio per layer, mean ± sd over the rows given.
+    """Pointing game and mass-in-mask ratio per layer, mean over the rows given.
 
     ``df``: tidy rows with columns layer, pointing, ratio and mask_share (e.g.
     ``maps.localisation`` rows, or their per-image means so the spread is over
-    images). Chance: a peak dropped uniformly on the image tokens lands in the
-    mask with probability mask_share (dashed, left); a uniform map has ratio
-    1.0 (dashed, right).
+    images); shaded: ± 1 sd over those rows. Chance: a peak dropped
+    uniformly on the image tokens lands in the mask with probability mask_share
+    (dashed, left); a uniform map has ratio 1.0 (dashed, right).
     """
-    import seaborn as sns
-
     d = df.assign(pointing=df["pointing"].astype(float))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.4))
-    sns.lineplot(d, x="layer", y="pointing", hue=hue, errorbar="sd", marker="o", ax=left)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    _curves(left, d, "layer", "pointing", by=hue, band="sd")
     left.axhline(float(d["mask_share"].mean()), color="0.4", ls="--", lw=1,
                  label="chance (mean mask share)")
     left.set_ylim(-0.02, 1.05)
-    left.set_ylabel("pointing game: peak inside the mask")
-    sns.lineplot(d, x="layer", y="ratio", hue=hue, errorbar="sd", marker="o", ax=right)
+    left.set_ylabel("pointing game:\npeak inside the mask")
+    _curves(right, d, "layer", "ratio", by=hue, band="sd")
     right.axhline(1.0, color="0.4", ls="--", lw=1, label="chance = 1.0 (uniform map)")
     right.set_ylim(bottom=0)
     right.set_ylabel("mass in mask / mask share")
     for ax in (left, right):
-        ax.set_xticks(sorted(d["layer"].unique()))
-        ax.legend(fontsize=7, loc="best")
+        _integer_ticks(ax, d["layer"].unique())
+        ax.set_xlabel("layer")
+        ax.legend(loc="best", title="mean (shaded: ± 1 sd)")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -244,19 +389,19 @@ def token_fractions(rows, title: str = ""):
     ``rows``: one row per layer with columns layer, image, query_no_bos, bos,
     generated (e.g. ``Recorded.fractions()`` filtered to one step).
     """
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6.5, 3))
     parts = {"image": "tab:blue", "query_no_bos": "tab:brown", "bos": "tab:orange",
              "generated": "tab:green"}
     bottom = np.zeros(len(rows))
     for col, color in parts.items():
         vals = np.asarray(rows[col], dtype=float)
-        ax.bar(np.asarray(rows["layer"]), vals, bottom=bottom, color=color, label=col)
+        ax.bar(np.asarray(rows["layer"]), vals, bottom=bottom, color=color, label=NAMES.get(col, col))
         bottom += vals
     ax.set_ylim(0, 1)
     ax.set_xticks(np.asarray(rows["layer"]))
     ax.set_xlabel("layer")
     ax.set_ylabel("share of attention")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -270,14 +415,24 @@ def compression_curves(table, title: str = ""):
     ``k_frac`` labelled with their mean compression; the references ("full",
     "direct") are horizontal lines.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    import textwrap
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), sharey=True)
     colors = {"both": "tab:blue", "query": "tab:orange", "image": "tab:green",
               "full": "0.2", "direct": "0.55"}
     ks = sorted(table.loc[~table.variant.isin(["full", "direct"]), "k_frac"].unique())
     for ax, metric, label in zip(axes, ("acc", "acc_plus"), ("ACC (per question)",
                                                              "ACC+ (all questions of an image)")):
+        seen, same = [], []
         for variant, d in table.groupby("variant", sort=False):
             d = d.sort_values("k_frac")
+            if variant not in ("full", "direct"):
+                y = d[metric].to_numpy(dtype=float)
+                twin = next((v for v, x0, y0 in seen if len(y0) == len(y) and np.allclose(y0, y)
+                             and np.allclose(x0, d.k_frac)), None)
+                if twin is not None:
+                    same.append(f"{variant} = {twin}")
+                seen.append((variant, d.k_frac.to_numpy(dtype=float), y))
             c = colors.get(variant, None)
             if variant in ("full", "direct"):
                 ax.axhline(float(d[metric].iloc[0]), color=c, ls="--", lw=1.2, zorder=1,
@@ -285,17 +440,24 @@ def compression_curves(table, title: str = ""):
             else:
                 lo, hi = d.compression.min(), d.compression.max()
                 span = f"{lo:.1f}x" if np.isclose(lo, hi) else f"{lo:.1f}-{hi:.1f}x"
-                ax.plot(d.k_frac, d[metric], marker="o", color=c, alpha=0.85, zorder=2,
-                        label=f"{variant} ({span})")
+                k = list(colors).index(variant) if variant in colors else 3
+                ax.plot(d.k_frac, d[metric], marker=_MARKERS[k % len(_MARKERS)], color=c,
+                        ls=_STYLES[k % len(_STYLES)], lw=max(1.0, 2.4 - 0.5 * k),
+                        mfc=c if k == 0 else "white", zorder=2 + k, label=f"{variant} ({span})")
+        refs = {v: float(d[metric].iloc[0]) for v, d in table.groupby("variant", sort=False)
+                if v in ("full", "direct")}
+        same += [f"{v} = {r}" for v, _, y in seen for r, level in refs.items()
+                 if np.allclose(y, level)]
         ax.set_xscale("log")
         ax.set_xticks(ks, [f"{k:.0%}" for k in ks])
         ax.minorticks_off()
         ax.set_ylim(-0.02, 1.05)
-        ax.set_xlabel("K: share of image tokens kept per layer")
-        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("K: image tokens kept per layer")
+        note = textwrap.fill(f"(on each other: {'; '.join(same)})", 40) if same else ""
+        ax.set_title(f"{label}\n{note}".strip(), fontsize=9)
     axes[0].set_ylabel("accuracy")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                   title="variant (token reduction)", title_fontsize=7)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                   title="variant\n(token reduction)")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -306,30 +468,39 @@ def heatmap(image, importance, target=None, title: str = "", ax=None):
     """An importance map ``[H, W]`` (high = important) min-max normalised over the image.
 
     ``target``: optional boolean mask outlined in cyan (the object the question asks about).
+    A figure of its own gets a colour bar (panels of a row share the row's).
     """
     v = np.nan_to_num(np.asarray(importance, dtype=float))
     lo, hi = v.min(), v.max()
     norm = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    own = ax is None
+    if own:
+        _, ax = plt.subplots(figsize=(3.8, 3.3))
     ax.imshow(image)
     ax.imshow(norm, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
     if target is not None:
-        ax.contour(np.asarray(target, dtype=float), levels=[0.5], colors="cyan", linewidths=0.9)
-    ax.set_title(title, fontsize=8)
+        ax.contour(np.asarray(target, dtype=float), levels=[0.5], colors="cyan", linewidths=1.0)
+    ax.set_title(title, fontsize=9)
     ax.axis("off")
+    if own:
+        _colorbar(ax.figure, ax)
+        ax.figure.tight_layout()
     return ax.figure
 
 
 def heatmap_panels(image, maps: dict, target=None, title: str = "", scores: dict | None = None):
-    """One panel per named map (e.g. iGOS, attention, gradient), target outlined.
+    """One panel per named map (e.g. iGOS, attention, gradient), target outlined, one colour bar.
 
     ``scores``: optional per-name text shown under each panel's title.
     """
-    fig, axes = plt.subplots(1, len(maps), squeeze=False, figsize=(0.4 + 2.6 * len(maps), 3.0))
+    n = len(maps)
+    side = min(2.3, (DISPLAY_WIDTH - 1.2) / max(n, 1))
+    fig, axes = plt.subplots(1, n, squeeze=False, figsize=(1.2 + side * n, side + 1.0))
     for ax, (name, m) in zip(axes[0], maps.items()):
         label = name if not scores or name not in scores else f"{name}\n{scores[name]}"
         heatmap(image, m, target, title=label, ax=ax)
+    _colorbar(fig, axes[0, -1], "importance\n(min-max per panel)" + ("\ncyan: the asked object"
+                                                                    if target is not None else ""))
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -340,20 +511,30 @@ def faithfulness_curves(curves: dict, title: str = ""):
     """Deletion and insertion curves (normalised score per step), one line per map.
 
     ``curves``: name -> ``heatmaps.Faithfulness``; the legend gives each mean
-    (lower deletion and higher insertion are better).
+    (lower deletion and higher insertion are better) and says which curves
+    coincide; every curve has its own marker and line style.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
-    for name, f in curves.items():
-        x = np.linspace(0, 1, len(f.deletion_curve))
-        axes[0].plot(x, f.deletion_curve, label=f"{name} ({f.deletion:.2f})")
-        axes[1].plot(x, f.insertion_curve, label=f"{name} ({f.insertion:.2f})")
-    for ax, what in zip(axes, ("deletion: image -> baseline", "insertion: baseline -> image")):
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharey=True)
+    for ax, part, score in ((axes[0], "deletion_curve", "deletion"),
+                            (axes[1], "insertion_curve", "insertion")):
+        rows = [pd.DataFrame({"x": np.linspace(0, 1, len(getattr(f, part))),
+                              "score": np.asarray(getattr(f, part), dtype=float),
+                              "map": f"{name} ({getattr(f, score):.2f})"})
+                for name, f in curves.items()]
+        if rows:
+            _curves(ax, pd.concat(rows), "x", "score", by="map")
+            for line in ax.lines:
+                line.set_markevery(max(1, len(line.get_xdata()) // 8))
+    for ax, what in zip(axes, ("deletion: image -> baseline\n(lower mean is better)",
+                               "insertion: baseline -> image\n(higher mean is better)")):
         ax.set_title(what, fontsize=9)
-        ax.set_xlabel("share of mask cells changed, most important first")
-        ax.axhline(0, color="0.7", lw=0.6)
-        ax.axhline(1, color="0.7", lw=0.6)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("normalised score of the selected tokens")
+        ax.axhline(0, color="0.7", lw=0.6, zorder=0)
+        ax.axhline(1, color="0.7", lw=0.6, zorder=0)
+        ax.legend(loc="center right", title="map (mean score)")
+    axes[0].set_ylabel("normalised score\n(1 = image, 0 = baseline)")
+    fig.supxlabel("share of mask cells changed, most important first", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -365,44 +546,85 @@ def lens_tokens(image, geometry: TokenGeometry, tokens, highlight=None, title: s
     """Each image token's logit-lens top word written on its box; ``highlight`` tokens boxed.
 
     ``tokens``: one string per image token (e.g. ``LensResult.top_tokens(layer)``);
-    ``highlight``: image-token indices to outline (e.g. an object's tokens).
+    ``highlight``: image-token indices to outline (e.g. an object's tokens), their words
+    in crimson. Words are ``MIN_FONT`` points and never overlap: a word wider than its
+    box is cut ("triangle" -> "tria."), and where boxes are too small even for that,
+    only every k-th row and column of boxes (through the highlighted ones) get a word.
     """
     import matplotlib.patches as mpatches
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.imshow(image)
+        _, ax = plt.subplots(figsize=(5.0, 5.2))
+        ax.figure.tight_layout()
+    if not ax.images:  # (lens_layers draws the images first, to lay the panels out)
+        ax.imshow(image)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
     hl = set(np.asarray(highlight if highlight is not None else [], dtype=int).tolist())
     rows, cols = geometry.grids[view]
-    size = max(3.0, 60.0 / max(rows, cols))
-    for i, (x0, y0, x1, y1) in enumerate(geometry.boxes):
-        if geometry.views[i] != view or geometry.cells[i, 0] < 0 or x1 <= x0:
-            continue
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, tokens[i].lstrip("▁Ġ"), ha="center", va="center",
-                fontsize=size, color="black" if i not in hl else "crimson",
-                bbox=dict(boxstyle="square,pad=0.05", fc="white", alpha=0.5, lw=0))
+    shown = [i for i, (x0, y0, x1, y1) in enumerate(geometry.boxes)
+             if geometry.views[i] == view and geometry.cells[i, 0] >= 0 and x1 > x0]
+    for i in shown:
         if i in hl:
-            ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="crimson", lw=0.8))
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    return ax.figure
+            x0, y0, x1, y1 = geometry.boxes[i]
+            ax.add_patch(mpatches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                            ec="crimson", lw=1.0))
+    if not shown:
+        return ax.figure
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    box = geometry.boxes[shown[0]]
+    (ax0, _), (ax1, _) = ax.transData.transform([(box[0], box[1]), (box[2], box[1])])
+    cell_px = abs(ax1 - ax0) * 0.92  # a little air between neighbours
+
+    def width(text):
+        t = ax.text(0, 0, text, fontsize=MIN_FONT)
+        w = t.get_window_extent(renderer).width
+        t.remove()
+        return w
+
+    stride = 1
+    while width("abc.") > cell_px * stride and stride < max(rows, cols):
+        stride += 1
+    if stride > 1:
+        anchor = geometry.cells[min(hl)] if hl else geometry.cells[shown[0]]
+        shown = [i for i in shown if (geometry.cells[i, 0] - anchor[0]) % stride == 0
+                 and (geometry.cells[i, 1] - anchor[1]) % stride == 0]
+    room = cell_px * stride
+    fits = {}
+    for i in shown:
+        word = tokens[i].lstrip("▁Ġ")
+        if word not in fits:
+            cut = word
+            while len(cut) > 1 and width(cut if cut == word else cut + ".") > room:
+                cut = cut[:-1]
+            fits[word] = cut if cut == word else cut + "."
+        x0, y0, x1, y1 = geometry.boxes[i]
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, fits[word], ha="center", va="center",
+                fontsize=MIN_FONT, color="black" if i not in hl else "crimson",
+                bbox=dict(boxstyle="square,pad=0.05", fc="white", alpha=0.55, lw=0))
+    return fig
 
 
 # --- notebooks 00-04 ---------------------------------------------------------------------------
 
 def object_word_maps(image, geometry: TokenGeometry, maps, tokens, words, title: str = "",
-                     n: int = 4, view: int = 0):
+                     n: int = 4, view: int = 0, max_layers: int = 4):
     """``maps_across_layers`` for the object words of one generated description.
 
     ``maps``: ``[layers, steps, n_image]`` (``Recorded.maps()``); ``tokens``:
     the generated tokens; ``words``: ``(step, object)`` pairs (e.g.
     ``findings.mentioned_objects``), at most ``n`` shown, each row labelled
     with its token and the object's name and outlined with its mask. Without
-    object words the first three generated tokens are shown, unoutlined.
+    object words the first three generated tokens are shown, unoutlined. Up to
+    ``max_layers`` columns (evenly spaced layers, first and last kept) fit a
+    notebook's width.
     """
     shown = list(words)[:n] or [(s, None) for s in range(min(3, len(tokens)))]
+    L = np.asarray(maps).shape[0]
+    layers = sorted({int(round(x)) for x in np.linspace(0, L - 1, min(L, max_layers))})
     return maps_across_layers(
-        image, geometry, maps, steps=[s for s, _ in shown],
+        image, geometry, maps, steps=[s for s, _ in shown], layers=layers,
         labels=[f"{tokens[s]!r}" + (f" ({o.name})" if o is not None else "") for s, o in shown],
         masks=[o.mask if o is not None else None for _, o in shown], title=title, view=view)
 
@@ -428,7 +650,8 @@ def baselines(image, pictures: dict, title: str = ""):
     ``image`` and each value: a PIL image, ``[H, W, 3]`` or ``[3, H, W]`` (a pixel tensor in [0, 1]).
     """
     panels = {"image": image, **pictures}
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(2.25 * len(panels), 2.4))
+    side = min(2.25, DISPLAY_WIDTH / len(panels))
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(side * len(panels), side + 0.3))
     for ax, (name, pic) in zip(axes[0], panels.items()):
         ax.imshow(_hwc(pic))
         ax.set_title(name, fontsize=9)
@@ -462,9 +685,12 @@ def heatmap_checks(panels: dict):
 
     ``panels``: title -> ``(image, importance, target)``; ``target`` may be None.
     """
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(0.5 + 2.5 * len(panels), 2.9))
+    n = max(len(panels), 1)
+    side = min(2.5, (DISPLAY_WIDTH - 1.2) / n)
+    fig, axes = plt.subplots(1, n, squeeze=False, figsize=(1.2 + side * n, side + 0.8))
     for ax, (name, (image, importance, target)) in zip(axes[0], panels.items()):
         heatmap(image, importance, target, name, ax=ax)
+    _colorbar(fig, axes[0, -1], "importance\n(min-max per panel)")
     fig.tight_layout()
     return fig
 
@@ -477,31 +703,42 @@ def focus_by_correctness(scored, title: str = "focus on the asked object, by cor
     """
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
     sns.boxplot(data=scored, x="model", y="igos_mass", hue="correct", ax=axes[0])
     axes[0].set_ylabel("iGOS+ mass in the asked object")
     point = scored.groupby(["model", "correct"]).igos_pointing.mean().reset_index()
     sns.barplot(data=point, x="model", y="igos_pointing", hue="correct", ax=axes[1])
     axes[1].set_ylabel("pointing game (share of hits)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_ylim(0, 1.05)
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=20)
+        if ax.get_legend() is not None:
+            ax.get_legend().set_title("answer correct")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def design_vs_scale(tests: dict):
-    """Per similarity measure, the model pairs' similarity by relation (same design, same scale...).
+    """Per similarity measure (one panel a row), the model pairs' similarity by relation
+    (same design, same scale...), relations named on the left.
 
     ``tests``: name -> ``stats.design_vs_scale`` result (its ``pairs``, ``observed``, ``p_value``).
     """
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(tests), squeeze=False, figsize=(4.5 * len(tests), 3.2))
-    for ax, (name, t) in zip(axes[0], tests.items()):
-        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), x="relation", y="similarity", ax=ax)
-        ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}", fontsize=8)
-        ax.tick_params(axis="x", labelrotation=15, labelsize=7)
+    n = max(len(tests), 1)
+    relations = max((t.pairs["relation"].nunique() for t in tests.values()), default=1)
+    fig, axes = plt.subplots(n, 1, squeeze=False, sharex=False,
+                             figsize=(7.0, n * (0.9 + 0.45 * relations)))
+    for ax, (name, t) in zip(axes[:, 0], tests.items()):
+        sns.boxplot(data=t.pairs.dropna(subset=["similarity"]), y="relation", x="similarity", ax=ax,
+                    orient="h")
+        ax.set_title(f"{name}: observed difference {t.observed:.3f}, p = {t.p_value:.3g}",
+                     fontsize=9)
+        ax.set_ylabel("")
+        ax.set_xlabel(f"{name} similarity of the two models' maps")
     fig.tight_layout()
     return fig
 
@@ -511,48 +748,74 @@ def object_tokens(image, geometry: TokenGeometry, rings: dict, name: str = "obje
 
     ``rings``: ring count -> token indices (``geometry.tokens_for_mask(mask, rings=r)``).
     """
-    fig, axes = plt.subplots(1, len(rings), squeeze=False, figsize=(2.7 * len(rings), 2.8))
+    side = min(2.6, (DISPLAY_WIDTH - 0.3) / max(len(rings), 1))
+    fig, axes = plt.subplots(1, len(rings), squeeze=False, figsize=(0.3 + side * len(rings), side + 0.9))
     n = len(geometry.boxes)
     for ax, (r, toks) in zip(axes[0], rings.items()):
         chosen = set(np.asarray(toks, dtype=int).tolist())
         ax.imshow(image)
         ax.imshow(geometry.to_pixels([1.0 if i in chosen else 0.0 for i in range(n)], view=view),
                   cmap="Reds", alpha=0.45, vmin=0, vmax=1)
-        ax.set_title(f"{name}: {len(chosen)} tokens (rings {r})", fontsize=8)
+        ax.set_title(f"{name}: {len(chosen)} tokens (rings {r})", fontsize=MIN_FONT)
         ax.axis("off")
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(fc=plt.get_cmap("Reds")(1.0), alpha=0.45, label="shaded: the tokens ablated")],
+               loc="lower center", frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
 def loss_by_count(table, model: str = ""):
-    """Share of correct identifications lost against the number of tokens ablated, per rule and task.
+    """Share of correct identifications lost against the number of tokens ablated, per rule;
+    one panel per task.
 
     ``table``: ``ablation.loss_table(df, by=("rule", "rings", "task"))`` (n_tokens, lost, rule,
-    task); ``model`` names the model in the title.
+    task); ``model`` names the model in the first panel's title.
     """
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    sns.lineplot(data=table, x="n_tokens", y="lost", hue="rule", style="task", markers=True, ax=ax)
-    ax.set_xlabel("ablated tokens (mean per object; rings 0, 1, 2)")
-    ax.set_ylabel("share of correct identifications lost")
-    ax.set_title(_named(model, "accuracy lost against tokens ablated, by selection rule"), fontsize=9)
+    tasks = list(dict.fromkeys(table["task"])) or [""]
+    fig, axes = plt.subplots(1, len(tasks), squeeze=False, sharey=True,
+                             figsize=(min(DISPLAY_WIDTH, 2.0 + 2.5 * len(tasks)), 3.4))
+    rules = list(dict.fromkeys(table["rule"]))
+    for ax, task in zip(axes[0], tasks):
+        _curves(ax, table[table["task"] == task], "n_tokens", "lost", by="rule", order=rules)
+        ax.set_title(_named(model, f"task {task}") if ax is axes[0, 0] else f"task {task}",
+                     fontsize=9)
+        ax.set_ylim(-0.04, 1.06)
+    axes[0, 0].set_ylabel("share of correct\nidentifications lost")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                       title="tokens chosen by")
+    fig.supxlabel("ablated tokens (mean per object; rings 0, 1, 2)", fontsize=9)
+    fig.suptitle("accuracy lost against tokens ablated, by selection rule", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def lens_layers(image, geometry: TokenGeometry, tokens_by_layer, highlight=None, title: str = "",
-                view: int = 0):
-    """``lens_tokens`` for every layer side by side: each patch's top lens word, layer by layer.
+                view: int = 0, max_layers: int = 4):
+    """``lens_tokens`` for several layers, two panels a row: each patch's top lens word.
 
-    ``tokens_by_layer``: per layer, one string per image token (``LensResult.top_tokens(layer)``).
+    ``tokens_by_layer``: per layer, one string per image token (``LensResult.top_tokens(layer)``);
+    more than ``max_layers`` layers: that many evenly spaced ones, first and last kept.
     """
     L = len(tokens_by_layer)
-    fig, axes = plt.subplots(1, L, squeeze=False, figsize=(3.2 * L, 3.4))
-    for layer, ax in enumerate(axes[0]):
-        lens_tokens(image, geometry, tokens_by_layer[layer], highlight, title=f"layer {layer}",
-                    ax=ax, view=view)
+    layers = sorted({int(round(x)) for x in np.linspace(0, L - 1, min(L, max_layers))})
+    ncols = min(2, len(layers))
+    nrows = int(np.ceil(len(layers) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(4.1 * ncols, 4.1 * nrows + (0.4 if title else 0.1)))
+    for ax in axes.flat[len(layers):]:
+        ax.remove()
+    for layer, ax in zip(layers, axes.flat):
+        ax.imshow(image)
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    for layer, ax in zip(layers, axes.flat):
+        lens_tokens(image, geometry, tokens_by_layer[layer], highlight, title=f"layer {layer}",
+                    ax=ax, view=view)
     return fig
 
 
@@ -560,17 +823,20 @@ def lens_score(df, rings: int = 0, model: str = ""):
     """Per layer, the share of object patches whose top lens word is the object's colour or shape.
 
     ``df``: the lens finding's rows (object, rings, layer, share, and on synthetic
-    scenes share_color, share_shape); lines are means over objects (of ``rings``), with their spread;
-    ``model`` names the model in the title.
+    scenes share_color, share_shape); lines are means over objects (of ``rings``),
+    shaded: their range (min to max); ``model`` names the model in the title.
     """
-    import seaborn as sns
-
     shares = [c for c in ("share", "share_color", "share_shape") if c in df]
     long = df.melt(id_vars=["object", "rings", "layer"], value_vars=shares, var_name="word",
                    value_name="top-1 share")
-    fig, ax = plt.subplots(figsize=(6, 3))
-    sns.lineplot(data=long[long.rings == rings], x="layer", y="top-1 share", hue="word", marker="o",
-                 ax=ax)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    _curves(ax, long[long.rings == rings], "layer", "top-1 share", by="word", band="range")
+    _integer_ticks(ax, df.layer.unique())
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share of object patches")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+              title="the top lens word is\nthe object's ...\n(mean over objects;\nshaded: min to max)")
     ax.set_title(_named(model, "object patches whose top lens word names the object"), fontsize=9)
     fig.tight_layout()
     return fig
@@ -585,7 +851,6 @@ def lastpos_windows(table, windows: dict, model: str = ""):
     ``model`` names the model in the title.
     """
     import pandas as pd
-    import seaborn as sns
 
     sliding = table[table.window.isin(list(windows))].copy()
     if sliding.empty:
@@ -593,13 +858,17 @@ def lastpos_windows(table, windows: dict, model: str = ""):
                                 "relative_accuracy": pd.Series(dtype=float),
                                 "p_drop": pd.Series(dtype=float)})
     sliding["start"] = [windows[w][0] for w in sliding.window]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-    sns.lineplot(data=sliding, x="start", y="relative_accuracy", hue="condition", marker="o",
-                 ax=axes[0])
-    sns.lineplot(data=sliding, x="start", y="p_drop", hue="condition", marker="o", ax=axes[1],
-                 legend=False)
+    n = sliding["condition"].nunique()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3 + (0.6 + 0.19 * n if n else 0)))
+    _curves(axes[0], sliding, "start", "relative_accuracy", by="condition")
+    _curves(axes[1], sliding, "start", "p_drop", by="condition")
     for ax in axes:
         ax.set_xlabel("first layer of the window")
+        _integer_ticks(ax, [w[0] for w in windows.values()] if windows else [])
+    for ax in axes:  # each panel's own legend: which of its curves coincide differs
+        if ax.lines:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+                      title="cut from the last position")
     axes[0].set_title("relative accuracy", fontsize=9)
     axes[1].set_title("drop in the top token's probability", fontsize=9)
     width = len(next(iter(windows.values()))) if windows else 0

@@ -448,8 +448,11 @@ class WorkedExample:
         return self.scene.image
 
     def trace(self) -> pd.DataFrame:
-        """The optimisation's terms (deletion, insertion, regularisers), one row per iteration."""
-        return pd.DataFrame(self.heatmap.trace).rename_axis("iteration")
+        """The optimisation's terms (deletion, insertion, regularisers), one row per iteration,
+        numbered from 1 as ``plots.igos_iterations`` numbers its panels."""
+        trace = pd.DataFrame(self.heatmap.trace)
+        trace.index = range(1, len(trace) + 1)
+        return trace.rename_axis("iteration")
 
     @property
     def target(self) -> np.ndarray:
