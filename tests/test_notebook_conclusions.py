@@ -126,17 +126,19 @@ def _compression_summary(rel_both, acc_query):
 
 
 def test_compression_what_we_found_gives_the_kept_share_the_control_and_the_differences():
-    text = compression.what_we_found(_compression_summary(0.9, 0.5))
-    assert "keeps 90% of the full context's ACC" in text and "5.6x fewer" in text
+    text = compression.what_we_found(_compression_summary(0.95, 0.5))
+    assert "keeps 95% of the full context's ACC" in text and "5.6x fewer" in text
     assert "about 96%" in text and "ACC 0.50 (chance on yes/no questions: 0.50)" in text
-    assert "- only a few images" in text
-    assert "keeps 70%" in compression.what_we_found(_compression_summary(0.7, 0.5))
+    assert "- only a few images" in text and "As in the paper" in text
+    assert "hold no answer of their own" in text
+    less = compression.what_we_found(_compression_summary(0.7, 0.9))
+    assert "keeps 70%" in less and "Less survives" in less and "no answer of their own" not in less
 
 
 # ------------------------------------------------------------ 05 and 06
 def _heatmap_summary(p_igos, p_att, n=8):
     return {"question": "what color is the square ?", "answer": "blue", "preset": "reference",
-            "deletion": {"iGOS+": 0.05, "attention": 0.06, "gradient": 0.07, "random": 0.9},
+            "deletion": {"iGOS+": 0.05, "attention": 0.08, "gradient": 0.09, "random": 0.9},
             "pointing": {"iGOS+": p_igos, "attention": p_att, "gradient": 0.5, "random": 0.0},
             "mass": {"iGOS+": 0.4, "attention": 0.2, "gradient": 0.3, "random": 0.05},
             "area": 0.05, "n_scored": n,
@@ -148,7 +150,12 @@ def test_heatmaps_what_we_found_says_when_the_aggregate_contradicts_the_worked_e
     assert "iGOS+ is the most faithful" in text and "peaks on the asked object" in text
     assert "0.25 of the time and attention 0.38" in text and "a random peak: 0.05" in text
     assert "**less often than attention**" in text and "the gap is 1 question," in text
-    assert "too few to rank" in text
+    assert "too few to rank" in text and "By mass in the object the order is" in text
+    close = _heatmap_summary(0.25, 0.375)
+    close["deletion"]["attention"] = 0.055
+    assert "no map is clearly more faithful" in heatmaps.what_we_found(close, "organism")
+    close["deletion"]["iGOS+"] = 0.2
+    assert "not the most faithful" in heatmaps.what_we_found(close, "organism")
     more = heatmaps.what_we_found(_heatmap_summary(0.75, 0.25), "organism")
     assert "more often than attention" in more and "the gap is 4 questions" in more
     many = heatmaps.what_we_found(_heatmap_summary(0.75, 0.25, n=100), "organism")

@@ -251,10 +251,17 @@ def what_we_found(summary: dict) -> str:
            + f" ({main.acc:.2f}) with {main.compression:.1f}x fewer tokens; the paper keeps about "
            f"{HEADLINE['relative_performance']:.0%} with about {HEADLINE['token_reduction']:.0f}x "
            f"fewer ({HEADLINE['model']}, {HEADLINE['benchmark']}).")
+    paper = HEADLINE["relative_performance"]
+    if pd.notna(rel):
+        out += (" As in the paper, a few image tokens per layer keep nearly all of it."
+                if rel >= paper - 0.05 else " Less survives the cut than in the paper.")
     if len(query):
-        out += (f" The query tokens alone (no image token) give ACC {query.acc.iloc[0]:.2f}"
-                + (" (chance on yes/no questions: 0.50)." if summary.get("basis") == "exists"
-                   else "."))
+        q = float(query.acc.iloc[0])
+        yes_no = summary.get("basis") == "exists"
+        out += (f" The query tokens alone (no image token) give ACC {q:.2f}"
+                + (" (chance on yes/no questions: 0.50)" if yes_no else "")
+                + (": they hold no answer of their own, so what the pruned cache keeps comes "
+                   "from the image tokens chosen." if yes_no and q <= 0.55 else "."))
     diffs = summary.get("differences") or []
     if diffs:
         out += "\n\nWhere this run differs from the paper's setting:\n\n" + "\n".join(

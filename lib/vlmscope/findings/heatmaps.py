@@ -768,12 +768,17 @@ def what_we_found(summary: dict, model: str) -> str:
     n, area = summary.get("n_scored", 0), summary.get("area")
     out = f"**{model}**, the worked question ({summary.get('question')!r} -> {summary.get('answer')!r})"
     if {"iGOS+", "attention", "gradient"} <= set(dele):
-        better = dele["iGOS+"] < min(dele["attention"], dele["gradient"])
+        others = min(dele["attention"], dele["gradient"])
         out += (f": iGOS+ deletion score {dele['iGOS+']:.3f} against attention "
                 f"{dele['attention']:.3f} and gradient {dele['gradient']:.3f} (lower is more "
-                "faithful); " + ("iGOS+ is the most faithful of the three, as the paper finds."
-                                 if better else "iGOS+ is not the most faithful of the three here, "
-                                 "unlike the paper."))
+                "faithful); ")
+        if abs(others - dele["iGOS+"]) < 0.01:
+            out += ("the three are within 0.01 of each other, so no map is clearly more faithful "
+                    "on this question (the paper finds iGOS+ more faithful).")
+        elif dele["iGOS+"] < others:
+            out += "iGOS+ is the most faithful of the three, as the paper finds."
+        else:
+            out += "iGOS+ is not the most faithful of the three here, unlike the paper."
     own = (summary.get("switches") or {}).get("reference" if summary.get("preset") == "reference"
                                               else "vlmscope preset")
     if own:
@@ -789,6 +794,9 @@ def what_we_found(summary: dict, model: str) -> str:
             out += ("So over these questions iGOS+ points at the object **less often than "
                     "attention**, which the worked question does not show: one question is an "
                     "illustration, not a sample.")
+            if mass.get("iGOS+", 0) > mass.get("attention", 0):
+                out += (" By mass in the object the order is the other way round: pointing "
+                        "looks at one pixel, the map's maximum; mass at the whole map.")
         elif p_i > p_a:
             out += "So over these questions iGOS+ points at the object more often than attention."
         else:
