@@ -127,7 +127,7 @@ summary = write_summary(figures / "08_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "best_layer": best_layer if not nonsense else None,
     "best_share": best, "reads_as": dict(what.most_common(10)),
     "chance_share": finding.chance(vlm, result.df)}, nonsense)
-Conclusion(finding.vs_paper(result.df),
+Conclusion(finding.vs_paper(result.df, chance=summary["chance_share"]),
            finding.what_we_found(summary, model_id, summary["chance_share"], what))
 
 # %% [markdown]

@@ -227,6 +227,15 @@ def test_lens_chance_share_and_what_patches_read_as():
     assert "5.0x above" in above and "**colour** words" in above
 
 
+def test_lens_vs_paper_puts_the_chance_level_beside_the_share():
+    df = pd.DataFrame({"object": "a", "rings": 0, "layer": [0, 1, 2], "share": [0.1, 0.3, 0.2]})
+    t = lens.vs_paper(df, chance=0.04).set_index(["quantity", "paper_model"])
+    assert list(t)[:2] == ["ours", "chance"]
+    assert t.loc[("best_share", "LLaVA-1.5-7B"), "chance"] == 0.04
+    assert t.loc[("best_layer_fraction", "LLaVA-1.5-7B"), "chance"] is None
+    assert "chance" not in lens.vs_paper(df)  # the table the other callers know
+
+
 def test_lens_chance_counts_an_annotated_objects_naming_words():
     vlm = SimpleNamespace(adapter=SimpleNamespace(unembedding=SimpleNamespace(
         weight=np.zeros((100, 4)))))

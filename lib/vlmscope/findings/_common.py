@@ -54,11 +54,14 @@ def not_for_images(finding: str, needs: str):
                      "(no --images)")
 
 
-def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) -> pd.DataFrame:
+def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None,
+                  chance: dict | None = None) -> pd.DataFrame:
     """A tidy table: each paper quantity beside our figure (``ours``: quantity -> value or None).
 
     Columns quantity, ours, paper, paper_model, source, note. A quantity we did
-    not measure has ``ours`` None and says so in ``note``.
+    not measure has ``ours`` None and says so in ``note``. With ``chance``
+    (quantity -> this run's chance level of a rate), a ``chance`` column
+    follows ``ours``.
     """
     notes = notes or {}
     rows = []
@@ -68,8 +71,11 @@ def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) ->
                      "paper_model": r.paper_model, "source": r.source,
                      "note": notes.get(r.quantity, "" if value is not None else "not measured in "
                                        "this run")})
-    return pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"],
-                        dtype=object)
+    table = pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"],
+                         dtype=object)
+    if chance is not None:
+        table.insert(2, "chance", pd.Series([chance.get(q) for q in table.quantity], dtype=object))
+    return table
 
 
 def paper_table(rows) -> pd.DataFrame:

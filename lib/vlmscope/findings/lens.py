@@ -84,9 +84,10 @@ PAPER = paper_table([
 ])
 
 
-def vs_paper(data) -> pd.DataFrame:
+def vs_paper(data, chance: float | None = None) -> pd.DataFrame:
     """The best layer's share of object patches read as the object's name, and where that layer
-    sits (hidden-state index over hidden states, embeddings counted, as the paper counts)."""
+    sits (hidden-state index over hidden states, embeddings counted, as the paper counts).
+    ``chance`` (``chance``/``chance_share``) adds this run's chance level beside the share."""
     s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
     ours = {"best_share": s.get("best_share")}
     notes = {"best_share": "rings 0; named by its colour or shape word (a synthetic object) or a "
@@ -95,7 +96,8 @@ def vs_paper(data) -> pd.DataFrame:
         L = int(data.layer.max()) + 1
         ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
         notes["best_layer_fraction"] = f"hidden state {s['best_layer'] + 1} of {L + 1}"
-    return ours_vs_paper(PAPER, ours, notes)
+    return ours_vs_paper(PAPER, ours, notes,
+                         None if chance is None else {"best_share": chance})
 
 
 # --- for notebook 08: one scene in detail, and what object patches read as instead ---
