@@ -162,6 +162,15 @@ def test_heatmaps_what_we_found_says_when_the_aggregate_contradicts_the_worked_e
     assert "too few" not in many
 
 
+def test_heatmaps_what_we_found_leaves_out_figures_a_summary_could_not_compute():
+    s = _heatmap_summary(0.25, 0.375)
+    s["deletion"]["iGOS+"] = None
+    s["switches"]["reference"]["mass"] = None
+    text = heatmaps.what_we_found({**s, "n_scored": 0, "area": None}, "m")
+    assert text == ("**m**, the worked question ('what color is the square ?' -> 'blue'): none of "
+                    "its figures could be computed, so there is nothing to set beside the paper.")
+
+
 def test_heatmaps_per_map_table_puts_the_chance_level_beside_the_rates():
     q = pd.DataFrame({"item": [0, 0, 1, 1], "map": ["iGOS+", "random"] * 2,
                       "pointing": [1.0, 0.0, 0.0, 0.0], "mass": [0.61234, 0.05, 0.4, 0.07],

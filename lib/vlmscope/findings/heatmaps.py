@@ -764,9 +764,13 @@ def what_we_found(summary: dict, model: str) -> str:
     worked question beside the paper's claim, the worked question's own iGOS+ map, and over
     the scored questions whether iGOS+ points at the object more often than attention, with
     the chance level and what one question weighs."""
-    dele, point, mass = summary.get("deletion", {}), summary.get("pointing", {}), summary.get("mass", {})
+    def known(d):  # a summary writes null for a figure that could not be computed
+        return {k: v for k, v in (d or {}).items() if isinstance(v, (int, float))}
+
+    dele, point, mass = (known(summary.get(k)) for k in ("deletion", "pointing", "mass"))
     n, area = summary.get("n_scored", 0), summary.get("area")
-    out = f"**{model}**, the worked question ({summary.get('question')!r} -> {summary.get('answer')!r})"
+    out = head = (f"**{model}**, the worked question ({summary.get('question')!r} -> "
+                  f"{summary.get('answer')!r})")
     if {"iGOS+", "attention", "gradient"} <= set(dele):
         others = min(dele["attention"], dele["gradient"])
         out += (f": iGOS+ deletion score {dele['iGOS+']:.3f} against attention "
@@ -781,10 +785,10 @@ def what_we_found(summary: dict, model: str) -> str:
             out += "iGOS+ is not the most faithful of the three here, unlike the paper."
     own = (summary.get("switches") or {}).get("reference" if summary.get("preset") == "reference"
                                               else "vlmscope preset")
-    if own:
+    if own and isinstance(own.get("mass"), (int, float)):
         out += (f" Its iGOS+ map {'peaks on' if own['pointing'] else 'misses'} the asked object "
                 f"and puts {own['mass']:.2f} of its mass there.")
-    if n and {"iGOS+", "attention"} <= set(point):
+    if n and area is not None and {"iGOS+", "attention"} <= set(point):
         p_i, p_a = point["iGOS+"], point["attention"]
         out += (f"\n\nOver the {n} questions answered right, iGOS+ peaks on the asked object "
                 f"{p_i:.2f} of the time and attention {p_a:.2f} (a random peak: {area:.2f}, the "
@@ -806,6 +810,8 @@ def what_we_found(summary: dict, model: str) -> str:
             out += (f" With {n} questions one question moves a rate by {1 / n:.2f}: the gap is "
                     f"{gap} question{'s' if gap != 1 else ''}"
                     + (", too few to rank the maps." if n < 30 else "."))
+    if out == head:
+        out += ": none of its figures could be computed, so there is nothing to set beside the paper."
     return out
 
 
