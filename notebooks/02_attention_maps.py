@@ -220,8 +220,7 @@ Conclusion(finding.vs_paper(loc), finding.what_we_found(summary, model_id))
 # **Reading it for the bundled organism.** The default `model_id`,
 # `organism`, is `organism-vit-m`, a 4-layer decoder: "early" and "late" are
 # one layer each and "middle" is layers 1 and 2, so a band is a layer or two,
-# not the paper's eight. The organism writes each object word right after
-# seeing the image in a short prompt, and nothing in its training asks a
+# not the paper's eight. Nothing in the organism's training asks a
 # particular layer to localise; whether its best band is the paper's middle
 # one is what the sentence above says, and why a 4-layer model localises
 # where it does is **not known** from these measurements. Pointing is read

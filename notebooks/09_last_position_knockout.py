@@ -133,8 +133,8 @@ Conclusion(finding.vs_paper(result.df), finding.what_we_found(summary, model_id)
 #   *other* image tokens does not, the answer is read directly from the
 #   object's tokens, not from a summary elsewhere in the image; the window
 #   curve says in which layers that read-out happens. A relative accuracy
-#   lower than the paper's means this model has no second route to the
-#   object's colour once those edges are cut.
+#   lower than the paper's means this model has less of a second route to
+#   the object's colour once those edges are cut.
 # - The last-row tests check the "summary in the last image row" idea, which
 #   the paper rejects for LLaVA-1.5: if the last row gathered the object's
 #   information for the answer, cutting it from object + 1 (or from the rest
