@@ -266,3 +266,36 @@ def test_lastpos_what_we_found_uses_the_rest_of_the_image_as_the_control():
     text = lastpos.what_we_found(s, "organism")
     assert "hurts no more" in text and "the last row matters here" in text
     assert "nothing for a cut to lose" in lastpos.what_we_found({"relative_accuracy": {}}, "m")
+
+
+# ------------------------------------------------------------ thin notebooks
+def logic_lines(path) -> int:
+    """Code lines of a notebook's code cells but the parameters cell: no blank line, no comment,
+    no line of an import statement."""
+    import ast
+
+    import jupytext
+
+    n = 0
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        imports = {line for node in ast.walk(ast.parse(cell.source))
+                   if isinstance(node, (ast.Import, ast.ImportFrom))
+                   for line in range(node.lineno, node.end_lineno + 1)}
+        n += sum(1 for i, line in enumerate(cell.source.splitlines(), 1)
+                 if line.strip() and not line.strip().startswith("#") and i not in imports)
+    return n
+
+
+def test_logic_lines_counts_code_but_not_imports_comments_or_parameters(tmp_path):
+    nb = tmp_path / "x.py"
+    nb.write_text('# %% tags=["parameters"]\na = 1\n\n# %%\nimport os\nfrom pathlib import (\n'
+                  '    Path)\n# a comment\nx = 1\n\ny = [x,\n     2]\n')
+    assert logic_lines(nb) == 3
+
+
+@pytest.mark.parametrize("prefix", sorted(CLOSING))
+def test_numbered_notebooks_stay_at_most_40_logic_lines(prefix):
+    [path] = NB.glob(f"{prefix}_*.py")
+    assert logic_lines(path) <= 40, f"{path.name}: {logic_lines(path)} logic lines"
