@@ -188,5 +188,5 @@ Conclusion(finding.vs_paper(sweep), finding.what_we_found(summary, model_id))
 # describes the training choices (depth, a system message, a language-model
 # stage, an alignment stage) being tried to see whether the paper's route
 # appears, and [docs/fidelity.md](../docs/fidelity.md#where-the-organism-differs-from-the-paper-and-why)
-# gives the same measurements on more scenes. Our F1 uses the paper's
+# records the same measurements once, with their numbers. Our F1 uses the paper's
 # identity rule; where the judges differ is in [docs/fidelity.md, "Attention knockout"](../docs/fidelity.md#attention-knockout-whats-in-the-image).
