@@ -61,6 +61,9 @@ figures_dir = "../figures"
 # %%
 from pathlib import Path
 
+import pandas as pd
+from IPython.display import display
+
 import vlmscope
 from vlmscope import ablation as A
 from vlmscope import plots, runner
@@ -87,7 +90,7 @@ vlm = vlmscope.load(model_id)
 item = load_images(images, 1, seed)[0] if images else World().scene(seed=seed + 3)
 mean = finding.reference_mean(vlm, n_reference, images=images or None,
                               cache=runs / f"mean-{model_id}-{n_reference}.safetensors")
-print("mean vector:", mean.provenance())
+display(pd.DataFrame([mean.provenance()]).rename(index={0: "mean vector"}))
 rings, answers, geometry = finding.example(vlm, item, mean, max_new_tokens)
 plots.save(plots.object_tokens(item.image, geometry, rings, name=item.objects[0].name), figures,
            "07_object_tokens")
