@@ -16,7 +16,8 @@ Over 450 lines because the finding's code stays in one module: below the run,
 notebook 05's worked example (``explain``, ``WorkedExample``, ``sanity_checks``,
 ``questions_table``) and notebook 06's comparison of models (``mean_maps``,
 ``design_scale_tests``; its sweep, ``runner.zoo_runs``, sits in ``runner``,
-which imports the findings) build on it.
+which imports the findings) build on it, and both notebooks' closing
+sentences (``what_we_found``, ``zoo_found``) read its figures.
 """
 
 from __future__ import annotations
