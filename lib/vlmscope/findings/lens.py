@@ -231,7 +231,7 @@ def what_we_found(summary: dict, model: str, chance: float, what) -> str:
     paper = float(PAPER[PAPER.paper_model == "LLaVA-1.5-7B"].set_index("quantity").paper["best_share"])
     out = (f"**{model}** ({count(summary.get('n_scenes'), 'scene')}): at its best layer "
            f"({layer if layer is not None else 'none'}) {best:.1%} of object patches read as their "
-           f"object's colour or shape word; the paper finds {paper:.1%} on LLaVA-1.5-7B. A "
+           f"object's name (a synthetic object's colour or shape word); the paper finds {paper:.1%} on LLaVA-1.5-7B. A "
            f"uniformly random vocabulary word would score {chance:.1%}: this model is "
            + (f"{best / chance:.1f}x above that chance level" if best > chance else
               "not above that chance level") + ".")
