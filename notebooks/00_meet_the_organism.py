@@ -46,7 +46,8 @@ import vlmscope
 from vlmscope import plots
 from vlmscope.datasets.folder import item_questions, load_images
 from vlmscope.datasets.synthetic import World
-from vlmscope.findings import answer_sense, naming_sense, nothing_to_report, write_summary
+from vlmscope.findings import (Conclusion, accuracy_found, accuracy_vs_chance, answer_sense,
+                               naming_sense, nothing_to_report, write_summary)
 from vlmscope.organism import evaluate
 
 figures = Path(figures_dir)
@@ -90,7 +91,8 @@ table
 #
 # Exact-match accuracy per question kind and the object-list F1 of the
 # descriptions, on scenes the model never saw in training (a separate seed).
-# The bar for the default organism is 0.95 on every kind.
+# The bar for the default organism is 0.95 on every kind; the table with the
+# chance level of each kind is in *What we found* at the end.
 
 # %%
 scores = evaluate(vlm, n=n_eval, seed=eval_seed)
@@ -104,7 +106,6 @@ if unnamed:
 write_summary(figures / "00_accuracy.json", {"model": model_id, **scores}, nonsense)
 fig = plots.accuracy_bars(shown, reference=0.95, title=f"{model_id}: {n_eval} fresh scenes")
 fig.savefig(figures / "00_accuracy.png", dpi=120)
-pd.DataFrame({"score": shown}).assign(**{"at or above 0.95": lambda d: d.score >= 0.95})
 
 # %% [markdown]
 # ## Image tokens and the picture
@@ -164,5 +165,25 @@ pd.DataFrame([{"answer": a, "log p": round(s.total, 3), "tokens": s.tokens} for 
 # questions in its own words, so expect exact-match scores well below its true
 # ability; the geometry and token groups are what carry over.
 
+# %% [markdown]
+# ## What we found
+#
+# This notebook reproduces no paper: it checks the model the later notebooks
+# measure. The table sets each question kind's exact-match accuracy (and the
+# descriptions' object F1) beside the chance level of a guess and the 0.95
+# bar (`findings.accuracy_vs_chance`); the sentence below is written from the
+# same numbers (`findings.accuracy_found`).
+
 # %%
 plt.close("all")
+Conclusion(accuracy_vs_chance(scores), accuracy_found(scores, model_id))
+
+# %% [markdown]
+# **Reading it for the bundled organism.** The default `model_id`,
+# `organism`, is `organism-vit-m` (a ViT tower, a 4-layer Llama decoder).
+# Where every kind is well above chance, the later notebooks ask how a model
+# that *works* gets its answers, and the synthetic world's exact masks let
+# them score every map against the truth. A real checkpoint answers these
+# questions in its own words, so its exact-match scores here understate it
+# (see above); read its table as "does it follow the world's answer format",
+# not as its ability.

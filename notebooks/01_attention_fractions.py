@@ -46,7 +46,7 @@ import vlmscope
 from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
 from vlmscope.findings import fractions as finding
-from vlmscope.findings import nothing_to_report, write_summary
+from vlmscope.findings import Conclusion, nothing_to_report, write_summary
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,8 @@ fig.savefig(figures / "01_fractions.png", dpi=120)
 # check here: generated tokens give the image a **small share** of their
 # attention compared with its share of the sequence, and BOS (the attention
 # sink) takes a large part of the "query" share, which is why it is reported
-# separately.
+# separately. The summary below keeps this run's figures; *What we found* at
+# the end sets them beside the paper's.
 
 # %%
 first = vlm.prepare(load_images(images, n=1, seed=seed)[0].image, config.question).groups
@@ -93,7 +94,6 @@ nonsense = None if summary["object_words"] else nothing_to_report(
     "The attention shares are measured all the same; read them as this model's, not as a finding "
     "about how a working model looks.")
 summary = write_summary(figures / "01_summary.json", summary, nonsense)
-finding.vs_paper(fractions)
 
 # %% [markdown]
 # ## Explore one image
@@ -108,5 +108,26 @@ from vlmscope.widgets import fractions_explorer
 
 fractions_explorer(fractions)
 
+# %% [markdown]
+# ## What we found
+#
+# This run beside Kaduri et al. (`findings.fractions.vs_paper`: the paper
+# gives curves, so its column says what to compare), then the same numbers
+# in words (`findings.fractions.what_we_found`). The chance level of the
+# image's share is its share of the prompt: what attention spread evenly
+# over the prompt would give it.
+
 # %%
 plt.close("all")
+Conclusion(finding.vs_paper(fractions),
+           finding.what_we_found(summary, model_id, vlm.adapter.n_layers))
+
+# %% [markdown]
+# **Reading it for the bundled organism.** The default `model_id`,
+# `organism`, is `organism-vit-m`, a 4-layer decoder, so "the middle layers"
+# are layers 1 and 2 and the paper's 32-layer curve has no exact
+# counterpart. Its image is 64 tokens of a short prompt, so the image is most
+# of the prompt; the comparison with the paper is about the *relation* of the
+# two shares (see the table and the sentence above), not their size. How
+# much of that attention lands on the object a word names is notebook 02's
+# question.

@@ -55,7 +55,7 @@ import pandas as pd
 import vlmscope
 from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
-from vlmscope.findings import NO_OBJECT_WORDS, mentioned_objects, nothing_to_report
+from vlmscope.findings import NO_OBJECT_WORDS, Conclusion, mentioned_objects, nothing_to_report
 from vlmscope.findings import maps as finding
 from vlmscope.findings import outliers
 from vlmscope.maps import (crop_or_pad, image_token_norms, outlier_table, record_generation,
@@ -184,12 +184,13 @@ display(pd.Series(texts).to_frame("description"), table)
 # object's mask**; **early and late layers are dominated by outlier tokens**.
 # They give no localisation numbers, so we compare shapes, not values. Below,
 # "early" is the first quarter of the layers, "late" the last quarter and
-# "middle" the rest; every statement is computed from the tables above.
+# "middle" the rest; every statement is computed from the tables above. The
+# summary below keeps this run's figures; *What we found* at the end sets
+# them beside the paper's claims.
 
 # %%
 summary = finding.write(figures, loc, peaks, sinks, n_layers=L, n_images=len(scenes),
                         nonsense=nonsense)
-finding.vs_paper(loc)
 
 # %% [markdown]
 # ## Explore
@@ -204,5 +205,24 @@ from vlmscope.widgets import map_explorer
 
 map_explorer(rec, masks={o.name: o.mask for o in scene.objects})
 
+# %% [markdown]
+# ## What we found
+#
+# This run's best pointing layer beside Kaduri et al.'s qualitative claim
+# (`findings.maps.vs_paper`), then the summary's figures by band in words,
+# with the chance level (`findings.maps.what_we_found`).
+
 # %%
 plt.close("all")
+Conclusion(finding.vs_paper(loc), finding.what_we_found(summary, model_id))
+
+# %% [markdown]
+# **Reading it for the bundled organism.** The default `model_id`,
+# `organism`, is `organism-vit-m`, a 4-layer decoder: "early" and "late" are
+# one layer each and "middle" is layers 1 and 2, so a band is a layer or two,
+# not the paper's eight. Nothing in the organism's training asks a
+# particular layer to localise; whether its best band is the paper's middle
+# one is what the sentence above says, and why a 4-layer model localises
+# where it does is **not known** from these measurements. Pointing is read
+# against chance (the object's share of the image tokens): a layer well
+# above chance looks at the object whatever its band.

@@ -70,6 +70,7 @@ import pandas as pd
 from IPython.display import display
 
 from vlmscope import organism, plots, runner
+from vlmscope.findings import Conclusion
 from vlmscope.findings import heatmaps as finding
 from vlmscope.heatmaps import HeatmapConfig
 
@@ -142,23 +143,25 @@ if tests:
     display(tests["top-IoU"].by_pair())
 
 # %% [markdown]
-# ## 4 · The paper's findings beside this zoo's
+# ## What we found
 #
-# The "ours" column is computed above from this run; read it with its
-# sample size (organism answers are mostly right, so the incorrect groups are
-# small, and the zoo has two designs and two scales).
+# The paper's two findings beside this zoo's (`findings.heatmaps.zoo_vs_paper`;
+# the "ours" column is computed above from this run), then the same tests
+# in words, model by model (`findings.heatmaps.zoo_found`). Read them with
+# their sample size: organism answers are mostly right, so the incorrect
+# groups are small, and the zoo has two designs and two scales.
 
 # %%
 summary = finding.write_zoo(figures_dir, table, tests, finding.zoo_summary(
     models, n_scenes, noise_seeds, df, seed_agreement, tests), nonsense)
-with pd.option_context("display.max_colwidth", None):
-    display(finding.zoo_vs_paper(table, tests, nonsense))
+Conclusion(finding.zoo_vs_paper(table, tests, nonsense), finding.zoo_found(table, tests, nonsense))
 
 # %% [markdown]
-# ### Where the organism differs from the paper
-#
-# The paper finds that looking at the right place does *not* always go with
-# answering right. Read the first row of the table above: where it shows the
+# **Reading it for the organism zoo** (`organism-vit-s`, `-vit-m`,
+# `-siglip-s`, `-siglip-m`: ViT or SigLIP towers, 2- or 4-layer decoders,
+# trained on the synthetic world only). The paper finds that looking at the
+# right place does *not* always go with answering right. Read the first row
+# of the table above and the sentences below it: where they show the
 # mass on the asked object clearly higher for right answers than for wrong
 # ones (small p, large rank-biserial r), this zoo does the opposite of the
 # paper — its wrong answers are ones where the map has also left the asked

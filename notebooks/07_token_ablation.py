@@ -61,13 +61,16 @@ figures_dir = "../figures"
 # %%
 from pathlib import Path
 
+import pandas as pd
+from IPython.display import display
+
 import vlmscope
 from vlmscope import ablation as A
 from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
 from vlmscope.findings import ablation as finding
-from vlmscope.findings import nothing_to_report
+from vlmscope.findings import Conclusion, nothing_to_report
 
 figures = Path(figures_dir)
 figures.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,7 @@ vlm = vlmscope.load(model_id)
 item = load_images(images, 1, seed)[0] if images else World().scene(seed=seed + 3)
 mean = finding.reference_mean(vlm, n_reference, images=images or None,
                               cache=runs / f"mean-{model_id}-{n_reference}.safetensors")
-print("mean vector:", mean.provenance())
+display(pd.DataFrame([mean.provenance()]).rename(index={0: "mean vector"}))
 rings, answers, geometry = finding.example(vlm, item, mean, max_new_tokens)
 plots.save(plots.object_tokens(item.image, geometry, rings, name=item.objects[0].name), figures,
            "07_object_tokens")
@@ -122,7 +125,7 @@ finding.p_drop_table(df)
 
 # %%
 plots.save(plots.loss_by_count(table, model=model_id), figures, "07_loss_by_count")
-table[["rule", "rings", "task", "n_correct_before", "n_lost", "lost", "ci_low", "ci_high"]]
+table[["rule", "rings", "task", "n_correct_before", "n_lost", "lost", "ci_low", "ci_high"]].round(3)
 
 # %% [markdown]
 # ### Which tokens have the highest norms here?
@@ -137,27 +140,41 @@ high_norm_on_objects, note = finding.high_norm_on_objects(
 print(f"share of the top-n norm tokens lying on objects: {high_norm_on_objects:.2f} ({note})")
 
 # %% [markdown]
-# ## 3 · The paper's numbers beside this model's
+# ## What we found
 #
 # Object tokens with one ring of buffer against random tokens at the same
 # count (the paper's random baseline used 40 tokens of 576; here the count is
-# matched per object).
+# matched per object), beside Neo et al.'s Table 1
+# (`findings.ablation.vs_paper`), then the same numbers in words
+# (`findings.ablation.what_we_found`). The random tokens are the chance level:
+# an ablation as large that does not aim at the object.
 
 # %%
 out = finding.write(figures, table, model_id, n_scenes, mean, use_noise_filter,
                     high_norm_on_objects, nonsense)
-finding.vs_paper(result.df)
+Conclusion(finding.vs_paper(result.df), finding.what_we_found(out, model_id))
 
 # %% [markdown]
-# ## What to take away
+# **Reading it for the bundled organism.** The default `model_id`,
+# `organism`, is `organism-vit-m`, whose small ViT sees a 64-px scene as 64
+# patches, so an object and one ring of buffer can cover a large part of the
+# image.
 #
-# - Ablating an object's own tokens removes it for the model; as many random
-#   tokens barely matter. The information is local to the object's tokens.
-# - The high-norm baseline depends on where high norms sit: the share printed
-#   above says how many of the organism's highest-norm tokens lie on objects
-#   (on a plain background, object patches carry the largest embeddings), which
-#   is why that rule hurts here. Large ViTs' high-norm "register" tokens sit on
-#   background patches instead (notebook 02 looks at norms by layer).
+# - Where ablating the object's own tokens costs far more than as many random
+#   tokens (the sentence above says whether it does), the information about
+#   an object is local to its tokens, as the paper finds for LLaVA-1.5. A
+#   loss larger than the paper's means this model keeps less of an object
+#   anywhere else; [docs/organism.md, "Training variants"](../docs/organism.md#training-variants-what-makes-the-papers-mechanisms-appear)
+#   measures the same on other zoo members.
+# - The high-norm baseline depends on where high norms sit: the share above
+#   says how many of this model's highest-norm tokens lie on objects (on a
+#   plain background, object patches can carry the largest embeddings, and
+#   then that rule ablates the objects). Large ViTs' high-norm "register"
+#   tokens sit on background patches instead (notebook 02 looks at norms by
+#   layer).
+# - Where our rules differ from the released code (the noise filter, the
+#   probability drop, the integrated-gradients target):
+#   [docs/fidelity.md, "Object tokens"](../docs/fidelity.md#object-tokens-towards-interpreting).
 # - For photographs: `vlmscope.load("llava-hf/llava-1.5-7b-hf")` and the same
 #   functions with COCO masks (the paper's filter: at most 3 annotations, a
 #   single-instance object of 1000-2000 px^2).

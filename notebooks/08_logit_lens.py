@@ -49,7 +49,7 @@ from vlmscope import plots, runner
 from vlmscope.datasets.folder import load_images
 from vlmscope.datasets.synthetic import World
 from vlmscope.findings import lens as finding
-from vlmscope.findings import nothing_to_report, write_summary
+from vlmscope.findings import Conclusion, nothing_to_report, write_summary
 from vlmscope.widgets import lens_explorer
 
 figures = Path(figures_dir)
@@ -107,36 +107,49 @@ per_layer
 # %%
 best_layer, best = int(per_layer.loc[0].share.idxmax()), float(per_layer.loc[0].share.max())
 what = finding.reads_as(vlm, best_layer, n=min(n_scenes, 8), images=images or None)
-pd.DataFrame(what.most_common(10), columns=["top-1 word at the best layer", "patches"])
+finding.reads_as_table(what)
 
 # %% [markdown]
-# ## 3 · The paper's numbers beside this model's
+# ## What we found
+#
+# The best layer's share of object patches read as their name beside Neo et
+# al.'s (`findings.lens.vs_paper`), then the same numbers in words with the
+# chance level, the share a uniformly random vocabulary word would score
+# (`findings.lens.chance_share`: the object's naming words over the
+# vocabulary), and what the patches read as instead (`findings.lens.what_we_found`).
 
 # %%
 per_layer.to_parquet(figures / "08_lens.parquet")
 nonsense = None if best > 0 else nothing_to_report(
     "no object patch reads as its colour or shape word in any layer: no layer to point at",
     "The 'best layer' below is only the first layer of a tie at zero.")
-write_summary(figures / "08_summary.json", {
+summary = write_summary(figures / "08_summary.json", {
     "model": model_id, "n_scenes": n_scenes, "best_layer": best_layer if not nonsense else None,
-    "best_share": best, "reads_as": dict(what.most_common(10))}, nonsense)
-finding.vs_paper(result.df)
+    "best_share": best, "reads_as": dict(what.most_common(10)),
+    "chance_share": finding.chance(vlm, result.df)}, nonsense)
+Conclusion(finding.vs_paper(result.df, chance=summary["chance_share"]),
+           finding.what_we_found(summary, model_id, summary["chance_share"], what))
 
 # %% [markdown]
-# ## What to take away
+# **Reading it for the bundled organism.** The default `model_id`,
+# `organism`, is `organism-vit-m`: a 4-layer decoder with a word-level
+# vocabulary of the synthetic world's words, so a random word is far more
+# likely to be the right one than among the about 32,000 tokens of
+# LLaVA-1.5's vocabulary; read the share against the chance level above,
+# not only against the paper's.
 #
-# - The table above says whether this model's object patches come to read as
-#   their names, and at which layer. A small organism trained only to answer
-#   questions about a synthetic world need not build the word-aligned
-#   representations a 7B model pretrained on text has: the "reads as" table
-#   shows what its patches decode to instead.
-# - Where this differs from the paper: on the bundled organism the object
-#   patches decode mostly to position words (rows and columns), not to their
-#   colour or shape, where the paper finds object names in mid-late layers.
-#   Why is **not known**: these measurements do not test it. One untested
-#   guess is that every object word the organism was trained to produce comes
-#   with a place ("a red circle at top left"), so the place is what its image
-#   tokens are pushed towards; a probe or an intervention on the patches
-#   would be needed to say more.
+# - The table and sentence say whether this model's object patches come to
+#   read as their names, and at which layer. A small organism trained only
+#   to answer questions about a synthetic world need not build the
+#   word-aligned representations a 7B model pretrained on text has.
+# - Where the object patches read mostly as **position words** (rows and
+#   columns), the patches carry *where* the object is more readily than
+#   *what* it is, in the words the lens can read. Why is **not known**: these
+#   measurements do not test it. One untested guess is that every object
+#   word the organism was trained to produce comes with a place ("a red
+#   circle at top left"), so the place is what its image tokens are pushed
+#   towards; a probe or an intervention on the patches would be needed to
+#   say more. [docs/organism.md, "Training variants"](../docs/organism.md#training-variants-what-makes-the-papers-mechanisms-appear)
+#   measures the lens share on other zoo members and training choices.
 # - The lens is a *reading*, not an intervention: notebook 07 (ablation) and
 #   notebook 09 (last-position knockout) test where the information is used.

@@ -24,14 +24,17 @@ from types import ModuleType
 from . import ablation, agreement, compression, fractions, heatmaps, knockout, lastpos, lens, maps
 from . import outliers  # noqa: F401  (notebook 02's outlier tokens; run as a module)
 from ..judge import judge_for
-from .sense import (CHANCE, NO_OBJECT_WORDS, answer_sense, description_sense, explainable_selection,
-                    finite, mentioned_objects, naming_sense, nothing_to_report, write_summary)
+from ._common import Conclusion
+from .sense import (CHANCE, NO_OBJECT_WORDS, accuracy_found, accuracy_vs_chance, answer_sense,
+                    description_sense, explainable_selection, finite, mentioned_objects,
+                    naming_sense, nothing_to_report, write_summary)
 
 FINDINGS: dict[str, ModuleType] = {m.NAME: m for m in (fractions, maps, knockout, compression,
                                                         heatmaps, ablation, lens, lastpos,
                                                         agreement)}
 
-__all__ = ["CHANCE", "FINDINGS", "NO_OBJECT_WORDS", "answer_sense", "description_sense",
+__all__ = ["CHANCE", "Conclusion", "FINDINGS", "NO_OBJECT_WORDS", "accuracy_found", "accuracy_vs_chance",
+           "answer_sense", "description_sense",
            "explainable_selection", "finite", "get", "judge_for", "mentioned_objects", "names", "naming_sense",
            "nothing_to_report", "write_summary"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..datasets.synthetic import DESCRIBE
@@ -53,11 +54,14 @@ def not_for_images(finding: str, needs: str):
                      "(no --images)")
 
 
-def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) -> pd.DataFrame:
+def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None,
+                  chance: dict | None = None) -> pd.DataFrame:
     """A tidy table: each paper quantity beside our figure (``ours``: quantity -> value or None).
 
     Columns quantity, ours, paper, paper_model, source, note. A quantity we did
-    not measure has ``ours`` None and says so in ``note``.
+    not measure has ``ours`` None and says so in ``note``. With ``chance``
+    (quantity -> this run's chance level of a rate), a ``chance`` column
+    follows ``ours``.
     """
     notes = notes or {}
     rows = []
@@ -67,8 +71,11 @@ def ours_vs_paper(paper: pd.DataFrame, ours: dict, notes: dict | None = None) ->
                      "paper_model": r.paper_model, "source": r.source,
                      "note": notes.get(r.quantity, "" if value is not None else "not measured in "
                                        "this run")})
-    return pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"],
-                        dtype=object)
+    table = pd.DataFrame(rows, columns=["quantity", "ours", "paper", "paper_model", "source", "note"],
+                         dtype=object)
+    if chance is not None:
+        table.insert(2, "chance", pd.Series([chance.get(q) for q in table.quantity], dtype=object))
+    return table
 
 
 def paper_table(rows) -> pd.DataFrame:
@@ -87,3 +94,53 @@ class DescribeConfig:
 def describe_key(cfg: DescribeConfig, **extra) -> list:
     """What a stored part's key holds between the model and the item id."""
     return [stored_config(cfg.question, cfg.max_new_tokens)]
+
+
+# --- the closing "What we found" section of every notebook --------------------------------------
+def rounded(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``table`` with every float cell rounded to ``digits`` (object columns too, where
+    ``ours_vs_paper`` keeps numbers beside words), for display."""
+    def cell(v):
+        if isinstance(v, bool) or not isinstance(v, (float, np.floating)):
+            return v
+        return v if not np.isfinite(v) else round(float(v), digits)
+
+    return pd.DataFrame({c: pd.Series([cell(v) for v in table[c]], index=table.index,
+                                      dtype=object if table[c].dtype == object else None)
+                         for c in table.columns})
+
+
+def share(x: float | None, digits: int = 2) -> str:
+    """A rate for prose: ``0.25`` -> ``"0.25"``; None or NaN -> ``"not measured"``."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "not measured"
+    return f"{x:.{digits}f}"
+
+
+@dataclass
+class Conclusion:
+    """A notebook's "What we found": this run beside the paper (``table``, a finding's
+    ``vs_paper``-style comparison) and what it means for the model measured (``text``,
+    markdown written from the same numbers by the finding's ``found``-style function).
+
+    In a notebook it displays as the rounded table, then the text (IPython's
+    ``Markdown``); ``str`` gives the text.
+    """
+
+    table: pd.DataFrame
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _ipython_display_(self):
+        from IPython.display import Markdown, display
+
+        with pd.option_context("display.max_colwidth", None):
+            display(rounded(self.table))
+        display(Markdown(self.text))
+
+
+def count(n, noun: str) -> str:
+    """``count(1, "image")`` -> "1 image", ``count(6, "image")`` -> "6 images"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
+from ._common import count, DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "ablation"
 
@@ -268,3 +268,36 @@ def table_figures(table: pd.DataFrame) -> dict:
             "denominators": {f"{r.rule},{r.rings},{r.task}": r.n_correct_before
                              for r in table.itertuples()}}
 
+
+
+def what_we_found(summary: dict, model: str) -> str:
+    """Notebook 07's conclusion in words, from ``write``'s summary: per task, the share of
+    identifications lost when the object's tokens + 1 ring are ablated against as many random
+    tokens (the chance level of an ablation that does not target the object), beside Table 1."""
+    lost, n = summary.get("lost", {}), summary.get("denominators", {})
+    tasks = [t for t in ("generative", "polling", "vqa") if f"object,1,{t}" in lost]
+    parts, local = [], []
+    for t in tasks:
+        o, r = lost.get(f"object,1,{t}"), lost.get(f"random,1,{t}")
+        if o is None:
+            continue
+        paper = _TABLE1[("object", 1)][("generative", "polling", "vqa").index(t)]
+        parts.append(f"{t}: object+1 {o:.2f} of {n.get(f'object,1,{t}')} lost, random "
+                     + (f"{r:.2f}" if r is not None else "not measured")
+                     + f" (the paper: {paper:.2f} and "
+                     f"{_TABLE1[('random', 1)][('generative', 'polling', 'vqa').index(t)]:.2f})")
+        local.append(r is not None and o > r)
+    if not parts:
+        return (f"**{model}**: no object was identified right before ablation, so nothing could "
+                "be lost.")
+    out = f"**{model}** ({count(summary.get('n_scenes'), 'scene')}): " + "; ".join(parts) + ". "
+    out += ("Ablating the object's own tokens costs more than ablating as many random tokens in "
+            "every task, as the paper finds: the object's information sits in its own tokens."
+            if all(local) else "Ablating the object's tokens does not cost more than random "
+            "tokens in every task: here the paper's finding holds only in part (see the table).")
+    hn = summary.get("high_norm_on_objects")
+    if hn is not None:
+        out += (f" {hn:.0%} of the highest-norm tokens lie on objects, so the high-norm baseline "
+                + ("largely ablates the objects themselves here." if hn >= 0.5 else
+                   "mostly ablates background here."))
+    return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
+from ._common import count, DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "compression"
 
@@ -260,3 +260,42 @@ def report(results: pd.DataFrame, ctx, k_values, model: str, n_layers: int, n_im
             "kinds": kinds_table.round(4).to_dict(orient="records"),
             "full_acc_by_followup_non_exists": full_acc.round(4).to_dict(),
             "paper": HEADLINE, "differences": differences}
+
+
+def what_we_found(summary: dict) -> str:
+    """Notebook 04's conclusion in words, from ``report``'s summary: ACC kept at the main K
+    (of the basis question set) and the token reduction beside the paper's, the query-only
+    cache as the control (yes/no chance 0.5), then ``report``'s list of differences."""
+    from ..compression import PAPER as HEADLINE
+
+    rows = pd.DataFrame(summary["kinds"] if summary.get("basis") != "exists" else summary["exists"])
+    k = summary["k_main"]
+    main = rows[(rows.variant == "both") & (rows.k_frac == k)]
+    query = rows[rows.variant == "query"]
+    if main.empty:
+        return f"**{summary['model']}**: the run has no 'both' row at K = {k:g}."
+    main = main.iloc[0]
+    rel = main.relative
+    out = (f"**{summary['model']}** ({count(summary['n_images'], 'image')}, {summary['basis']} questions): "
+           f"answering from the top {k:.0%} of the image tokens per layer plus the query tokens "
+           f"keeps " + (f"{rel:.0%} of the full context's ACC" if pd.notna(rel) else
+                        "an ACC the full context cannot be compared with (its ACC is 0)")
+           + f" ({main.acc:.2f}) with {main.compression:.1f}x fewer tokens; the paper keeps about "
+           f"{HEADLINE['relative_performance']:.0%} with about {HEADLINE['token_reduction']:.0f}x "
+           f"fewer ({HEADLINE['model']}, {HEADLINE['benchmark']}).")
+    paper = HEADLINE["relative_performance"]
+    if pd.notna(rel):
+        out += (" As in the paper, a few image tokens per layer keep nearly all of it."
+                if rel >= paper - 0.05 else " Less survives the cut than in the paper.")
+    if len(query):
+        q = float(query.acc.iloc[0])
+        yes_no = summary.get("basis") == "exists"
+        out += (f" The query tokens alone (no image token) give ACC {q:.2f}"
+                + (" (chance on yes/no questions: 0.50)" if yes_no else "")
+                + (": they hold no answer of their own, so what the pruned cache keeps comes "
+                   "from the image tokens chosen." if yes_no and q <= 0.55 else "."))
+    diffs = summary.get("differences") or []
+    if diffs:
+        out += "\n\nWhere this run differs from the paper's setting:\n\n" + "\n".join(
+            f"- {d}" for d in diffs)
+    return out

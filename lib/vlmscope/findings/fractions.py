@@ -82,3 +82,31 @@ def report(df: pd.DataFrame, image_tokens: int, prompt_length: int, n_images: in
             "peak_image_layer": int(by_layer.image.idxmax()),
             "mean_bos_attention": round(float(by_layer.bos.mean()), 3),
             "n_images": n_images, "object_words": int(named.names_object.sum()) if len(df) else 0}
+
+
+def what_we_found(summary: dict, model: str, n_layers: int) -> str:
+    """Notebook 01's conclusion in words, from ``report``'s summary: the image's share of the
+    generated tokens' attention against its share of the prompt (what attention spread evenly
+    over the prompt would give), and where the image share peaks against the paper's middle
+    layers (``maps.layer_bands``)."""
+    from ..maps import layer_bands
+
+    att, seq = summary.get("mean_image_attention"), summary.get("image_share_of_prompt_tokens")
+    if att is None or seq is None:
+        return f"**{model}**: no attention was recorded, so there is nothing to compare."
+    peak = summary.get("peak_image_layer")
+    band = next((b for b, ls in layer_bands(n_layers).items() if peak in ls), "no")
+    below = att < seq
+    out = (f"**{model}**: generated tokens put {att:.0%} of their attention on the image tokens "
+           f"(mean over layers), which are {seq:.0%} of the prompt, the share attention spread "
+           f"evenly over the prompt would give. That is "
+           + ("below the image's share, as the paper finds: the image gets less attention than "
+              "its size alone would give it." if below else
+              "above the image's share: unlike the paper, this model's generated tokens look at "
+              "the image more than its size alone would make them."))
+    out += (f" The image's share peaks at layer {peak} of {n_layers} (the {band} layers); the "
+            "paper's peak is in the middle layers"
+            + (", and so is this one." if band == "middle" else ", this one is not."))
+    if not summary.get("object_words"):
+        out += " No description names an object, so these are a nonsense model's shares."
+    return out

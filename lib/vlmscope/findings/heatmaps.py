@@ -16,7 +16,8 @@ Over 450 lines because the finding's code stays in one module: below the run,
 notebook 05's worked example (``explain``, ``WorkedExample``, ``sanity_checks``,
 ``questions_table``) and notebook 06's comparison of models (``mean_maps``,
 ``design_scale_tests``; its sweep, ``runner.zoo_runs``, sits in ``runner``,
-which imports the findings) build on it.
+which imports the findings) build on it, and both notebooks' closing
+sentences (``what_we_found``, ``zoo_found``) read its figures.
 """
 
 from __future__ import annotations
@@ -772,3 +773,101 @@ def example_vs_paper(summary: dict) -> pd.DataFrame:
                           "paper_model": "LLaVA-1.5 and other VLMs" if p else "", "note": n}
                          for q, o, p, n in rows],
                         columns=["quantity", "ours", "paper", "paper_model", "note"])
+
+
+def per_map_table(questions: pd.DataFrame) -> pd.DataFrame:
+    """``per_map`` for reading: the share of questions whose map peaks on the asked object, the
+    map's mass there, and the chance level of both (the object's share of the image: where a
+    uniformly random peak lands, what a uniform map puts on it), rounded."""
+    t = per_map(questions)
+    return pd.DataFrame({"points at the object": t.pointing, "mass in the object": t.mass,
+                         "chance (object's area)": t.area}).round(3)
+
+
+def what_we_found(summary: dict, model: str) -> str:
+    """Notebook 05's conclusion in words, from ``WorkedExample.summary``: faithfulness on the
+    worked question beside the paper's claim, the worked question's own iGOS+ map, and over
+    the scored questions whether iGOS+ points at the object more often than attention, with
+    the chance level and what one question weighs."""
+    def known(d):  # a summary writes null for a figure that could not be computed
+        return {k: v for k, v in (d or {}).items() if isinstance(v, (int, float))}
+
+    dele, point, mass = (known(summary.get(k)) for k in ("deletion", "pointing", "mass"))
+    n, area = summary.get("n_scored", 0), summary.get("area")
+    out = head = (f"**{model}**, the worked question ({summary.get('question')!r} -> "
+                  f"{summary.get('answer')!r})")
+    if {"iGOS+", "attention", "gradient"} <= set(dele):
+        others = min(dele["attention"], dele["gradient"])
+        out += (f": iGOS+ deletion score {dele['iGOS+']:.3f} against attention "
+                f"{dele['attention']:.3f} and gradient {dele['gradient']:.3f} (lower is more "
+                "faithful); ")
+        if abs(others - dele["iGOS+"]) < 0.01:
+            out += ("the three are within 0.01 of each other, so no map is clearly more faithful "
+                    "on this question (the paper finds iGOS+ more faithful).")
+        elif dele["iGOS+"] < others:
+            out += "iGOS+ is the most faithful of the three, as the paper finds."
+        else:
+            out += "iGOS+ is not the most faithful of the three here, unlike the paper."
+    own = (summary.get("switches") or {}).get("reference" if summary.get("preset") == "reference"
+                                              else "vlmscope preset")
+    if own and isinstance(own.get("mass"), (int, float)):
+        out += (f" Its iGOS+ map {'peaks on' if own['pointing'] else 'misses'} the asked object "
+                f"and puts {own['mass']:.2f} of its mass there.")
+    if n and area is not None and {"iGOS+", "attention"} <= set(point):
+        p_i, p_a = point["iGOS+"], point["attention"]
+        out += (f"\n\nOver the {n} questions answered right, iGOS+ peaks on the asked object "
+                f"{p_i:.2f} of the time and attention {p_a:.2f} (a random peak: {area:.2f}, the "
+                f"object's share of the image); mass in the object {mass.get('iGOS+', 0):.2f} "
+                f"against attention {mass.get('attention', 0):.2f} and chance {area:.2f}. ")
+        if p_i < p_a:
+            out += ("So over these questions iGOS+ points at the object **less often than "
+                    "attention**, which the worked question does not show: one question is an "
+                    "illustration, not a sample.")
+            if mass.get("iGOS+", 0) > mass.get("attention", 0):
+                out += (" By mass in the object the order is the other way round: pointing "
+                        "looks at one pixel, the map's maximum; mass at the whole map.")
+        elif p_i > p_a:
+            out += "So over these questions iGOS+ points at the object more often than attention."
+        else:
+            out += "iGOS+ and attention point at the object equally often."
+        if p_i != p_a:
+            gap = round(abs(p_i - p_a) * n)
+            out += (f" With {n} questions one question moves a rate by {1 / n:.2f}: the gap is "
+                    f"{gap} question{'s' if gap != 1 else ''}"
+                    + (", too few to rank the maps." if n < 30 else "."))
+    if out == head:
+        out += ": none of its figures could be computed, so there is nothing to set beside the paper."
+    return out
+
+
+def zoo_found(focus: pd.DataFrame, tests: dict, nonsense: str | None = None) -> str:
+    """Notebook 06's conclusion in words: per model, whether right answers have more iGOS+ mass
+    on the asked object than wrong ones (the paper: focus does not always go with correctness),
+    and whether same-design pairs are more alike than same-scale pairs (the paper: yes)."""
+    if nonsense:
+        return f"Nothing to compare: {nonsense}."
+    lines = []
+    for r in focus[focus.value == "igos_mass"].itertuples():
+        if r.n_a == 0 or r.n_b == 0:
+            lines.append(f"- **{r.model}**: no {'wrong' if r.n_b == 0 else 'right'} answers, so "
+                         "no comparison (the paper's first finding cannot be tested on it).")
+            continue
+        clear = r.p_mannwhitney < 0.05 and r.difference > 0
+        lines.append(f"- **{r.model}**: mass on the asked object {r.mean_a:.2f} for right answers "
+                     f"(n={r.n_a}) against {r.mean_b:.2f} for wrong ones (n={r.n_b}), "
+                     f"p = {r.p_mannwhitney:.2g}: " + (
+                         "clearly higher when right, the opposite of the paper's finding."
+                         if clear else "no clear difference, as the paper finds (focus does "
+                         "not decide correctness)."))
+    t = tests.get("top-IoU") if tests else None
+    if t is None:
+        lines.append("- design versus scale: not tested (the run does not span two designs and "
+                     "two scales).")
+    else:
+        agree = t.observed > 0 and t.p_value < 0.05
+        lines.append(f"- design versus scale: same-design pairs minus same-scale pairs, top-IoU "
+                     f"{t.observed:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}], p = {t.p_value:.3g}: "
+                     + ("the vision design shapes the maps more than the decoder's size, as the "
+                        "paper finds." if agree else "no evidence that the vision design shapes "
+                        "the maps more than the decoder's size (the paper finds it does)."))
+    return "\n".join(lines)

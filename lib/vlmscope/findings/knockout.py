@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
+from ._common import count, DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "knockout"
 
@@ -149,3 +149,40 @@ def probe_verdict(summary: dict) -> str:
                        "directly and do not use what the query holds; why training gave this route "
                        "only is not known")
     return text + "-> the probes do not separate the places; not known"
+
+
+def what_we_found(summary: dict, model: str) -> str:
+    """Notebook 03's conclusion in words, from ``report`` (+ ``probe_report``): F1 with each cut
+    in every layer beside the paper's (img->gen about 0.4, img->txt near 0), and what the
+    probes and attention fractions say about the paper's explanation when they ran."""
+    f1 = summary.get("f1_l=-1")
+    if not f1:
+        return (f"**{model}**: the un-knocked descriptions name no object, so F1 compares empty "
+                "sets and there is nothing to set beside the paper.")
+    gen, txt = f1.get("img->gen"), f1.get("img->txt")
+    head = (f"**{model}** ({count(summary.get('n_images'), 'image')}, {count(summary.get('n_layers'), 'layer')}): "
+            f"with the cut in every layer, img->txt keeps F1 {txt:.2f} (the paper: collapses to "
+            f"about 0) and img->gen keeps {gen:.2f} (the paper: about 0.4). ")
+    if txt >= 0.5 and gen <= 0.2:
+        out = head + ("This is the **opposite** of the paper: the description does not need the "
+                      "query tokens to see the image, and it cannot do without the generated "
+                      "tokens seeing it. This model reads the image directly from the generated "
+                      "positions, not through a summary held by the query.")
+    elif txt <= 0.2 and gen >= 0.2:
+        out = head + ("This **agrees** with the paper: the image reaches the description through "
+                      "the query tokens.")
+    else:
+        out = head + ("This agrees with the paper only in part; the table gives each cut.")
+    if "probe_query_best" in summary:
+        q, chance = summary["probe_query_best"], summary["probe_shuffled_best"]
+        on_q = summary["generated_attention_on_query"]
+        held = q > chance + 0.1
+        out += (f" The probes find object identity at the query positions "
+                f"{'well above' if held else 'no better than'} shuffled labels (best balanced "
+                f"accuracy {q:.2f} against {chance:.2f}), and generated tokens give the query "
+                f"{on_q:.0%} of their attention (mean over layers, BOS left out)"
+                + (": the information is there, but the generated tokens do not read it; why "
+                   "training gave this model only the direct route is not known." if held else
+                   ": there is no summary in the query for the generated tokens to fall back on."))
+    return out
+

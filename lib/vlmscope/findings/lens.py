@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
+from ._common import count, DESCRIBE, is_scene, option, stored_config, ours_vs_paper, paper_table
 
 NAME = "lens"
 
@@ -84,9 +84,10 @@ PAPER = paper_table([
 ])
 
 
-def vs_paper(data) -> pd.DataFrame:
+def vs_paper(data, chance: float | None = None) -> pd.DataFrame:
     """The best layer's share of object patches read as the object's name, and where that layer
-    sits (hidden-state index over hidden states, embeddings counted, as the paper counts)."""
+    sits (hidden-state index over hidden states, embeddings counted, as the paper counts).
+    ``chance`` (``chance``/``chance_share``) adds this run's chance level beside the share."""
     s = summarise(data) if isinstance(data, pd.DataFrame) else dict(data)
     ours = {"best_share": s.get("best_share")}
     notes = {"best_share": "rings 0; named by its colour or shape word (a synthetic object) or a "
@@ -95,7 +96,8 @@ def vs_paper(data) -> pd.DataFrame:
         L = int(data.layer.max()) + 1
         ours["best_layer_fraction"] = round((s["best_layer"] + 1) / (L + 1), 2)
         notes["best_layer_fraction"] = f"hidden state {s['best_layer'] + 1} of {L + 1}"
-    return ours_vs_paper(PAPER, ours, notes)
+    return ours_vs_paper(PAPER, ours, notes,
+                         None if chance is None else {"best_share": chance})
 
 
 # --- for notebook 08: one scene in detail, and what object patches read as instead ---
@@ -166,3 +168,82 @@ def reads_as(vlm, layer: int, n: int = 8, images=None, first_seed: int = 1000,
             what.update(r.top_tokens(layer)[t] for t in q.geometry.tokens_for_mask(o.mask))
     return what
 
+
+
+# --- notebook 08's closing section: a chance level, what patches read as, the conclusion ---
+def vocabulary_size(vlm) -> int:
+    """The number of words the lens chooses its top-1 from (the unembedding's rows)."""
+    return int(vlm.adapter.unembedding.weight.shape[0])
+
+
+def chance_share(vocabulary: int, words_per_object: float = 2) -> float:
+    """The share a uniformly random vocabulary word would score: the chance that a patch's top-1
+    word is one of its object's ``words_per_object`` naming words (a synthetic object's colour
+    and shape word: 2) out of ``vocabulary`` words."""
+    if vocabulary < 1 or words_per_object < 0:
+        raise ValueError(f"a vocabulary of {vocabulary} words and {words_per_object} naming words "
+                         "per object give no chance level")
+    return min(words_per_object / vocabulary, 1.0)
+
+
+def chance(vlm, df: pd.DataFrame) -> float:
+    """This run's chance level (``chance_share``): the model's vocabulary, and the naming words
+    per object of ``df`` (a run's rows: 2 on synthetic scenes, colour and shape; the mean count
+    of an annotated object's single-token name words)."""
+    per_object = (float(df.drop_duplicates("object").words.str.split().str.len().mean())
+                  if "words" in df and len(df) else 2)
+    return chance_share(vocabulary_size(vlm), per_object)
+
+
+def word_kind(word: str) -> str:
+    """What a lens word names in the synthetic world: "position" (row and column words),
+    "colour", "shape", or "other"."""
+    from ..datasets.synthetic import COLORS, COLS, ROWS, SHAPES
+
+    w = word.strip().lstrip("\u2581\u0120").lower()
+    if w in ROWS or w in COLS:
+        return "position"
+    if w in COLORS:
+        return "colour"
+    if w in SHAPES:
+        return "shape"
+    return "other"
+
+
+def reads_as_table(what, top: int = 10) -> pd.DataFrame:
+    """``reads_as``' counter as a table: the ``top`` most common top-1 words of object patches,
+    how many patches read as each, their share of all counted patches and the word's kind
+    (``word_kind``)."""
+    total = sum(what.values())
+    rows = [{"top-1 word at the best layer": w, "patches": c,
+             "share of object patches": round(c / total, 3) if total else None, "kind": word_kind(w)}
+            for w, c in what.most_common(top)]
+    return pd.DataFrame(rows, columns=["top-1 word at the best layer", "patches",
+                                       "share of object patches", "kind"])
+
+
+def what_we_found(summary: dict, model: str, chance: float, what) -> str:
+    """Notebook 08's conclusion in words: the best layer's share of object patches read as their
+    object's name beside the paper's 23.7% (LLaVA-1.5-7B) and the chance level ``chance``
+    (``chance_share``), and what the patches read as instead (``what``: ``reads_as``' counter,
+    by ``word_kind``)."""
+    best, layer = summary.get("best_share"), summary.get("best_layer")
+    paper = float(PAPER[PAPER.paper_model == "LLaVA-1.5-7B"].set_index("quantity").paper["best_share"])
+    out = (f"**{model}** ({count(summary.get('n_scenes'), 'scene')}): at its best layer "
+           f"({layer if layer is not None else 'none'}) {best:.1%} of object patches read as their "
+           f"object's name (a synthetic object's colour or shape word); the paper finds {paper:.1%} on LLaVA-1.5-7B. A "
+           f"uniformly random vocabulary word would score {chance:.1%}: this model is "
+           + (f"{best / chance:.1f}x above that chance level" if best > chance else
+              "not above that chance level") + ".")
+    total = sum(what.values())
+    if total:
+        kinds = {}
+        for w, c in what.items():
+            kinds[word_kind(w)] = kinds.get(word_kind(w), 0) + c
+        top = max(kinds, key=kinds.get)
+        out += (f" At that layer the object patches of other scenes read as "
+                + ", ".join(f"{k} words {v / total:.0%}" for k, v in
+                            sorted(kinds.items(), key=lambda kv: -kv[1]))
+                + f" of the time: mostly **{top}** words"
+                + (", where the object is rather than what it is." if top == "position" else "."))
+    return out

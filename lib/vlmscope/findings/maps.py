@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ._common import DescribeConfig, describe_key, is_scene, ours_vs_paper, paper_table
+from ._common import count, DescribeConfig, describe_key, is_scene, ours_vs_paper, paper_table
 
 NAME = "maps"
 
@@ -135,3 +135,33 @@ def report(df: pd.DataFrame, peaks: pd.DataFrame, sinks: pd.DataFrame, n_layers:
             "best_pointing_layer": int(point.idxmax()), "best_ratio_layer": int(ratio.idxmax()),
             "pointing_by_band": by_band(point), "ratio_by_band": by_band(ratio)})
     return summary
+
+
+def what_we_found(summary: dict, model: str) -> str:
+    """Notebook 02's conclusion in words, from ``report``'s summary: which band of layers
+    points at the named object best (against the pointing chance), and where the outlier
+    sign (the same peak token whatever the word) is strongest, beside the paper's claims."""
+    point = summary.get("pointing_by_band")
+    if not point:
+        return (f"**{model}**: no description names an object of its image, so no map can be "
+                "scored against the paper's claim.")
+    chance, modal = summary.get("pointing_chance"), summary.get("modal_peak_rate_by_band", {})
+    top = max(point.values())
+    best = [b for b, v in point.items() if v == top]
+    bands = ", ".join(f"{b} {v:.2f}" for b, v in point.items())
+    out = (f"**{model}** ({count(summary.get('n_images'), 'image')}): an object word's attention "
+           f"peak is on its object most often in the **{' and '.join(best)}** layers (pointing by "
+           f"band: {bands}; chance, the object's share of the image tokens: {chance:.2f}). The "
+           "paper finds localisation in the middle layers: "
+           + ("this model agrees." if best == ["middle"] else "this model does not."))
+    if modal:
+        edge = max((modal[b] for b in ("early", "late") if b in modal), default=None)
+        mid = modal.get("middle")
+        rates = ", ".join(f"{b} {v:.2f}" for b, v in modal.items())
+        if edge is not None and mid is not None:
+            out += (f" The layer's most common peak token takes the peak in a share of all maps "
+                    f"of {rates}: " + ("outliers weigh more in the early or late layers than in "
+                                       "the middle, as the paper finds." if edge > mid else
+                                       "the middle layers have outliers as often as the early and "
+                                       "late ones, unlike the paper."))
+    return out

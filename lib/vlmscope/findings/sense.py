@@ -151,3 +151,33 @@ def explainable_selection(vlm, prepared, answer=None, baseline=None, config=None
     every = select_tokens(vlm, prepared, answer, baseline, config,
                           positions=range(len(selection.tokens)))
     return every, reason
+
+
+def accuracy_vs_chance(scores: dict, bar: float = 0.95, chance: dict | None = None):
+    """``organism.evaluate``'s scores as a table: per question kind (and the descriptions'
+    object F1) the accuracy, the chance level (a guess; ``CHANCE``), the bar and whether the
+    score reaches it."""
+    import pandas as pd
+
+    chance = CHANCE if chance is None else chance
+    kinds = [k for k in scores if k in chance or k == "describe_f1"]
+    return pd.DataFrame([{"question kind": k, "score": round(float(scores[k]), 3),
+                          "chance": round(chance[k], 3) if k in chance else None, "bar": bar,
+                          "reaches the bar": bool(scores[k] >= bar)} for k in kinds])
+
+
+def accuracy_found(scores: dict, model: str, bar: float = 0.95, chance: dict | None = None) -> str:
+    """Notebook 00's conclusion in words: which kinds reach ``bar``, and whether every kind is
+    above chance (what the later notebooks stand on)."""
+    table = accuracy_vs_chance(scores, bar, chance)
+    below = table[~table["reaches the bar"]]["question kind"].tolist()
+    guess = table[table.chance.notna() & (table.score <= table.chance)]["question kind"].tolist()
+    out = (f"**{model}** on {scores.get('n')} fresh scene{'' if scores.get('n') == 1 else 's'}: "
+           + ("every question kind and the descriptions reach the bar of "
+              f"{bar:.2f}." if not below else
+              f"{', '.join(below)} {'is' if len(below) == 1 else 'are'} below the bar of {bar:.2f}."))
+    out += (" Every kind is answered better than chance, so the later notebooks measure a model "
+            "that works." if not guess else
+            f" {', '.join(guess)} {'is' if len(guess) == 1 else 'are'} answered no better than "
+            "chance: read the later notebooks' findings on this model with that in mind.")
+    return out
