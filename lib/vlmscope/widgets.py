@@ -39,17 +39,30 @@ from .knockout import generate_with_knockouts
 from .maps import localisation
 
 
-WIDTH = "460px"  # every slider and box: wide enough for its label and its range
-STYLE = {"description_width": "initial"}  # labels are never cut to the default 90 px
+TRACK_PX = 300  # a slider's track (and a box's field): room to aim at one of many values
+READOUT_PX = 90  # the value shown right of a slider
 
 
 def _wide(cls, **kw):
-    """An ipywidgets control at ``WIDTH`` with its whole description shown; sliders redraw on
-    release (``continuous_update=False``)."""
+    """An ipywidgets control whose sliders redraw on release (``continuous_update=False``);
+    ``Explorer`` gives it its width and a label column wide enough for every description."""
     if issubclass(cls, (widgets.IntSlider, widgets.FloatSlider, widgets.SelectionSlider,
                         widgets.Text)):
         kw.setdefault("continuous_update", False)
-    return cls(layout=widgets.Layout(width=WIDTH), style=dict(STYLE), **kw)
+    return cls(style={"description_width": "initial"}, **kw)
+
+
+def _lay_out(controls) -> None:
+    """One label column for ``controls`` (wide enough for the longest description, at about
+    7.5 px a character of the notebook's 13 px font), then a ``TRACK_PX`` track or field."""
+    labelled = [c for c in controls if getattr(c, "description", "")]
+    if not labelled:
+        return
+    label = max(int(7.5 * len(c.description)) + 24 for c in labelled)
+    for c in labelled:
+        c.style.description_width = f"{label}px"
+        if not isinstance(c, (widgets.ToggleButtons, widgets.Checkbox, widgets.Button)):
+            c.layout.width = f"{label + TRACK_PX + READOUT_PX}px"
 
 
 def _show(fig) -> None:
@@ -80,6 +93,7 @@ class Explorer:
         self._held = False
         self.caption = widgets.HTML(f"<b>Try:</b> {html.escape(caption)}" if caption else "")
         shown = [self.controls[n] for n in (options if options is not None else self.controls)]
+        _lay_out(shown)
         self.widget = widgets.VBox([self.caption, widgets.VBox(shown), *extra, self.output])
         for name, control in self.controls.items():
             control.observe(lambda change, name=name: self._changed(name, change), names="value")
