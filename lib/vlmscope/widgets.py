@@ -27,6 +27,7 @@ the ``Explorer`` contract above); a split by study would be the next step.
 from __future__ import annotations
 
 import html
+import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -286,8 +287,9 @@ class KnockoutExplorer(Explorer):
         cut, start = self.state.get("cut", "?"), self.state.get("start", "?")
         L = self.vlm.adapter.n_layers
         l = start - 1 if isinstance(start, int) else "?"
-        head = (f"{cut} cut in layers {start}..{L - 1} (the paper's l = {l}: layers > l)"
-                if start != L else f"{cut}: no layer cut")
+        name = f"{self.LABELS[cut]} ({cut})" if cut in self.LABELS else cut
+        head = (f"{name} cut in layers {start}..{L - 1} (the paper's l = {l}: layers > l)"
+                if start != L else f"{name}: no layer cut")
         note = " <i>(controls changed: press regenerate)</i>" if stale else ""
         f1 = self.state.get("f1")
         score = f"object F1 vs baseline: {f1:.2f}" if f1 is not None else ""
@@ -547,8 +549,10 @@ class CompressionExplorer(Explorer):
         if i not in self.contexts:
             self.contexts[i] = C.describe(self.vlm, self.items[i].image, self.config)
         ctx = self.contexts[i]
-        a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
-                     self.config)
+        with warnings.catch_warnings():  # transformers' notice about its cache argument, which a
+            warnings.filterwarnings("ignore", message=".*past_key_values.*")  # reader can't act on
+            a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
+                         self.config)
         self.state = {**values, "text": a.text, "kept_tokens": a.kept_tokens,
                       "full_tokens": a.full_tokens, "k": a.k,
                       "description": ctx.generation.text}
