@@ -164,10 +164,9 @@ class MapExplorer(Explorer):
                                                             for s, t in enumerate(tokens)],
                           value=0, description="generated token (step: word)"),
         }
-        caption = ("drag the layer slider, then the token: where does each word's attention "
-                   "land on the picture?")
+        caption = "drag the layer, then the token: where does the word's attention land?"
         if masks:
-            caption += " The table scores the shown map against every object (ratio 1 = uniform)."
+            caption += " The table scores the map on each object (ratio 1 = uniform)."
         super().__init__(controls, caption=caption)
         self.refresh()
 
