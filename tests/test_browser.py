@@ -1,30 +1,108 @@
-"""The widgets in a real browser: JupyterLab on 127.0.0.1 with a token, driven by Chromium.
+"""The explorers in a real browser: JupyterLab on 127.0.0.1 with a token, driven by Chromium.
 
 The other widget tests drive explorers through ``.update`` and ``.state``;
-this one checks what a reader sees: the explorer renders in JupyterLab, and
-moving its slider with the keyboard redraws the figure. Needs Debian's
-Chromium at /usr/bin/chromium and Python Playwright; skipped without them,
-except under CI (the ``CI`` environment variable set), where it fails instead.
+this one checks what a reader sees. One JupyterLab server and one kernel run
+a notebook holding every numbered notebook's explorer cell, copied from the
+notebook itself, each after a small setup that makes the variables the cell
+uses. For each explorer the test checks that its caption shows and its labels
+are whole, moves one control as a reader would (a slider with the keyboard, a
+toggle and the regenerate button with the mouse), waits for the redraw (the
+figure's image, or the explorer's text, changes) and saves a screenshot of the
+cell under the test's temporary folder.
+
+Needs Debian's Chromium at /usr/bin/chromium and Python Playwright; skipped
+without them, except under CI (the ``CI`` environment variable set), where it
+fails instead. ``test_every_explorer_cell_is_covered`` needs neither: it
+fails when a notebook gains an explorer this file does not exercise.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SETUP = """\
+import pandas as pd
+import vlmscope
+from vlmscope.datasets.synthetic import World
+from vlmscope.maps import record_generation
+from vlmscope.widgets import *
+vlm = vlmscope.load("organism")
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to make one notebook's explorer cell runnable, and what to do with it."""
+
+    setup: str  # defines the variables the notebook's explorer cell uses (small settings)
+    move: tuple  # ("key", slider index, key) or ("click", toggle label, then button label)
+    redraws: str  # "image": the figure's <img> changes; "text": the explorer's last HTML text
+
+
+CASES = {
+    "01": Case("fractions = pd.concat([record_generation(vlm, World().scene(seed=s).image, "
+               "max_new_tokens=6, maps='none').fractions().assign(image_id=i)\n"
+               "                       for i, s in enumerate((3, 4))], ignore_index=True)",
+               ("key", 1, "ArrowRight"), "image"),  # the token slider
+    "02": Case("scene = World().scene(seed=3)\n"
+               "rec = record_generation(vlm, scene.image, max_new_tokens=6, maps='heads')",
+               ("key", 0, "ArrowLeft"), "image"),  # the layer slider
+    "03": Case("scenes, max_new_tokens = [World().scene(seed=3)], 16",
+               ("click", "image → question", "regenerate"), "text"),
+    "04": Case("from vlmscope import compression as C\n"
+               "scenes = [World().scene(seed=s) for s in (1, 2)]\n"
+               "cfg, k_main = C.CompressionConfig(describe_tokens=12, max_new_tokens=4), 0.05",
+               ("key", 1, "ArrowRight"), "text"),  # the K slider
+    "05": Case("from vlmscope.findings import heatmaps as finding\n"
+               "from vlmscope.heatmaps import HeatmapConfig\n"
+               "config = HeatmapConfig.preset('reference', iterations=2, ig_iter=3, size=16)\n"
+               "ex = finding.explain(vlm, 0, 'color', config)",
+               ("key", 2, "ArrowLeft"), "image"),  # the iteration slider (L1, L3, iteration)
+    "08": Case("from vlmscope.findings import lens as finding\n"
+               "ex = finding.example(vlm, World().scene(seed=1))",
+               ("key", 0, "ArrowLeft"), "image"),  # the layer slider
+}
+
+CALL = re.compile(r"^\s*(\w+_explorer)\(", re.M)
+
+
+def explorer_cells() -> dict[str, str]:
+    """Each numbered notebook's (00-09, 10a...) explorer cell: the code cell calling a ``*_explorer``."""
+    found = {}
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb")):
+        cells = [c.source for c in nbformat.read(path, as_version=4).cells
+                 if c.cell_type == "code" and CALL.search(c.source)]
+        if cells:
+            assert len(cells) == 1, f"{path.name}: one explorer cell expected, found {len(cells)}"
+            found[path.name.split("_")[0]] = cells[0]
+    return found
+
+
+def test_every_explorer_cell_is_covered():
+    from vlmscope import widgets
+
+    cells = explorer_cells()
+    assert set(cells) == set(CASES), "a notebook's explorer cell has no browser case (or a case " \
+                                     "has no notebook cell): update CASES"
+    called = {m for source in cells.values() for m in CALL.findall(source)}
+    offered = {n for n in widgets.__all__ if n.endswith("_explorer")}
+    assert called == offered  # every explorer the library offers is shown by some notebook
 
 
 def _free_port() -> int:
@@ -33,41 +111,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def lab(tmp_path):
-    in_ci = bool(os.environ.get("CI"))  # CI must check the explorers in a real browser
-    if not CHROMIUM.exists():
-        (pytest.fail if in_ci else pytest.skip)(
-            "needs Chromium at /usr/bin/chromium (apt-get install chromium)")
+def _needs(what: str, ok: bool) -> None:
+    if not ok:  # CI must check the explorers in a real browser
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(what)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    _needs("needs Chromium at /usr/bin/chromium (apt-get install chromium)", CHROMIUM.exists())
     try:
         import playwright  # noqa: F401
     except ImportError:
-        (pytest.fail if in_ci else pytest.skip)("needs the playwright Python package")
+        _needs("needs the playwright Python package", False)
     from vlmscope.models import organisms
 
     if "organism" not in organisms():
         pytest.fail("the bundled organism is missing from data/organism")
+    root = tmp_path_factory.mktemp("lab")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import vlmscope\n"
-        "from vlmscope.datasets.synthetic import World\n"
-        "from vlmscope.maps import record_generation\n"
-        "from vlmscope.widgets import fractions_explorer\n"
-        "vlm = vlmscope.load('organism')\n"
-        "rec = record_generation(vlm, World().scene(seed=3).image, max_new_tokens=6, maps='none')\n"
-        "ex = fractions_explorer(rec.fractions())\n"
-        "ex")]
+    nb.cells = [nbformat.v4.new_code_cell(SETUP)]
+    where = {}
+    for name, source in explorer_cells().items():
+        nb.cells.append(nbformat.v4.new_code_cell(CASES[name].setup))
+        where[name] = len(nb.cells)
+        nb.cells.append(nbformat.v4.new_code_cell(source))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "explore.ipynb")
+    nbformat.write(nb, root / "explore.ipynb")
+    # every cell attached to the page (not only those in view), so each explorer can be found
+    settings = root / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    news = root / "settings" / "@jupyterlab" / "apputils-extension"  # no news pop-up over cells
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     token, port = secrets.token_hex(16), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=", "--ServerApp.open_browser=False", "--allow-root"],
+         f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={root / 'settings'}",
+         f"--LabApp.workspaces_dir={root / 'workspaces'}", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.news_url=", "--ServerApp.open_browser=False", "--allow-root"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                     json.load(r)
@@ -78,7 +165,7 @@ def lab(tmp_path):
             pytest.fail("JupyterLab did not start")
         with pytest.raises(urllib.error.HTTPError):  # the token is required
             urllib.request.urlopen(f"{base}/api/contents", timeout=5)
-        yield base, token
+        yield base, token, where, root
     finally:
         proc.terminate()
         try:
@@ -87,45 +174,101 @@ def lab(tmp_path):
             proc.kill()
 
 
-def test_explorer_renders_and_redraws_in_jupyterlab(lab):
+@pytest.fixture(scope="module")
+def notebook(lab):
+    """The explorer notebook open in Chromium with every cell run: (page, cell index by notebook)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    base, token = lab
+    base, token, where, root = lab
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.goto(f"{base}/lab/tree/explore.ipynb?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
-                                   state="attached", timeout=120_000)  # the kernel is up
-            for _ in range(6):  # a key press before the editor has focus is lost: retry
-                page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-                page.keyboard.press("Shift+Enter")
-                try:
-                    page.wait_for_function(
-                        "() => /\\[(\\*|\\d+)\\]/.test("
-                        "document.querySelector('.jp-InputPrompt')?.innerText || '')",
-                        timeout=15_000)
-                    break
-                except PlaywrightTimeout:
-                    continue
-            else:
-                pytest.fail("the cell never started running")
-            slider = page.locator(".widget-slider").nth(1)  # image, then token
-            slider.wait_for(timeout=180_000)
-            image = page.locator(".jp-OutputArea img").first
-            image.wait_for(timeout=120_000)
-            before = image.get_attribute("src")
-            readout = page.locator(".widget-readout").nth(1)
-            first = readout.inner_text()
-            page.locator(".widget-slider .ui-slider-handle, .widget-slider .noUi-handle").nth(1).focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
-                arg=[".jp-OutputArea img", before], timeout=60_000)
-            assert readout.inner_text() != first  # the token slider moved
-            assert image.get_attribute("src") != before  # and the figure was redrawn
+            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                page.goto(f"{base}/lab/tree/explore.ipynb?token={token}", timeout=120_000)
+                page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
+                page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
+                                       state="attached", timeout=180_000)  # the kernel is up
+                page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
+                                       ".isEnabled('notebook:run-all-cells')", timeout=60_000)
+                for _ in range(8):  # a run asked for before the kernel's session is ready is lost
+                    page.evaluate("() => { window.jupyterapp.commands.execute("  # not awaited
+                                  "'notebook:run-all-cells'); }")
+                    try:
+                        page.wait_for_function(
+                            "() => /\\[(\\*|\\d+)\\]/.test(document.querySelector("
+                            "'.jp-CodeCell .jp-InputPrompt')?.innerText || '')", timeout=15_000)
+                        break
+                    except PlaywrightTimeout:
+                        continue
+                else:
+                    pytest.fail("the notebook's cells never started running")
+                n = max(where.values()) + 1
+                page.wait_for_function(  # every cell has run (each prompt numbered), or one failed
+                    "([n, err]) => { const p = [...document.querySelectorAll("
+                    "'.jp-CodeCell .jp-InputPrompt')]; return (p.length === n && p.every(e => "
+                    "/\\[\\d+\\]/.test(e.innerText))) || !!document.querySelector(err); }",
+                    arg=[n, ERROR], timeout=300_000)
+                failed = page.locator(ERROR)
+                assert failed.count() == 0, failed.first.inner_text()
+            except BaseException:  # what the page showed when it failed, for the reader of the log
+                page.screenshot(path=str(root / "failed.png"), full_page=True)
+                print(f"the page when it failed: {root / 'failed.png'}")
+                raise
+            yield page, where
         finally:
-            browser.close()
+            chromium.close()
+
+
+ERROR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg"
+REDRAWN = {  # what a redraw changes, read inside one cell's output area
+    "image": "o => { const i = o.querySelector('img'); return i ? i.src : null; }",
+    "text": "o => { const t = [...o.querySelectorAll('.widget-html-content')].pop(); "
+            "return t && !t.innerText.includes('press regenerate') ? t.innerText : null; }",
+}  # (the knockout's text reads null while it waits for regenerate: not yet a redraw)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.browser
+@pytest.mark.slow
+def test_explorer_renders_and_redraws_in_jupyterlab(notebook, name, tmp_path):
+    page, where = notebook
+    case = CASES[name]
+    cell = page.locator(".jp-Notebook .jp-CodeCell").nth(where[name])
+    out = cell.locator(".jp-OutputArea").first
+    cell.scroll_into_view_if_needed()
+    caption = out.locator(".widget-html-content", has_text="Try:").first
+    caption.wait_for(timeout=60_000)  # the explorer rendered, caption first
+    out.locator("img" if case.redraws == "image" else ".widget-html-content").first.wait_for(
+        timeout=60_000)
+    cut = out.locator(".widget-label").evaluate_all(  # descriptions shown whole, not cut short
+        "ls => ls.filter(l => l.offsetWidth && l.scrollWidth > l.clientWidth + 1)"
+        ".map(l => l.innerText)")
+    assert cut == [], f"{name}: labels cut short: {cut}"
+    widths = out.locator(".widget-slider .slider-container").evaluate_all(
+        "ss => ss.map(s => s.getBoundingClientRect().width)")  # the track, past the label
+    assert len(widths) == out.locator(".widget-slider").count()
+    assert all(w >= 250 for w in widths), f"{name}: slider tracks {widths} px wide"
+    read = out.element_handle()
+    before = page.evaluate(REDRAWN[case.redraws], read)
+    assert before
+    kind, what, then = case.move
+    if kind == "key":
+        handles = out.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle")
+        readout = out.locator(".widget-readout").nth(what)
+        first = readout.inner_text()
+        handles.nth(what).focus()
+        page.keyboard.press(then)
+    else:
+        out.locator(".widget-toggle-button", has_text=what).click()
+        out.locator("button", has_text=then).click()
+    page.wait_for_function(f"([o, old]) => {{ const now = ({REDRAWN[case.redraws]})(o); "
+                           "return now !== null && now !== old; }",
+                           arg=[read, before], timeout=60_000)
+    if kind == "key":
+        assert readout.inner_text() != first  # the slider moved
+    assert page.evaluate(REDRAWN[case.redraws], read) != before  # and the explorer redrew
+    shot = tmp_path / f"{name}_explorer.png"
+    cell.screenshot(path=str(shot))
+    assert shot.stat().st_size > 1000

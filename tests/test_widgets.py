@@ -111,7 +111,7 @@ def test_knockout_explorer_regenerates_what_the_sweep_gives(tiny, scene):
 def test_knockout_explorer_button_and_auto_update(tiny, scene):
     sweep = knockout_sweep(tiny, scene.image, SweepConfig(max_new_tokens=6))
     text = {(r.config, r.start): r.text for r in sweep.itertuples()}
-    ex = knockout_explorer(tiny, scene.image, max_new_tokens=6)
+    ex = knockout_explorer(tiny, scene.image, max_new_tokens=6, cut="img->txt")
     assert ex.state["text"] == text[("img->txt", 0)]  # the initial setting is drawn
     ex.controls["cut"].value = "img->gen"  # without auto-update: nothing regenerates yet
     assert ex.state["cut"] == "img->txt" and "press regenerate" in ex.texts.value
@@ -223,3 +223,75 @@ def test_compression_explorer_answers_from_the_chosen_pruned_cache(tiny):
     ex.update(variant="full")
     assert ex.state["kept_tokens"] == ex.state["full_tokens"] > want.kept_tokens
     assert html.escape(repr(ex.state["text"])) in ex.text.value
+
+
+def test_knockout_explorer_opens_on_a_cut_that_changes_the_text(tiny, scene):
+    sweep = knockout_sweep(tiny, scene.image, SweepConfig(max_new_tokens=6))
+    at0 = sweep[sweep.start == 0].set_index("config").text
+    baseline = sweep.baseline.iloc[0]
+    changed = [c for c in ("img->gen", "img->txt", "img->txt+gen") if at0[c] != baseline]
+    assert changed  # the tiny model's text moves under some cut, so the choice is checked
+    ex = knockout_explorer(tiny, scene.image, max_new_tokens=6)
+    assert (ex.state["cut"], ex.state["start"]) == (changed[0], 0)
+    assert ex.state["text"] == at0[changed[0]] != ex.baseline
+    ex = knockout_explorer(tiny, scene.image, max_new_tokens=6, start=tiny.adapter.n_layers)
+    assert ex.state["text"] == ex.baseline and ex.state["cut"] == "img->gen"  # none changes: first
+
+
+def _px(width: str) -> int:
+    assert width.endswith("px"), width
+    return int(width[:-2])
+
+
+def _explorers(tiny, scene, recorded):
+    from vlmscope import compression as C
+    from vlmscope import heatmaps as H
+    from vlmscope.lens import image_lens
+    from vlmscope.widgets import compression_explorer, heatmap_explorer, lens_explorer
+
+    p = tiny.prepare(scene.image, "describe the image .")
+    obj = scene.objects[0]
+    q = tiny.prepare(scene.image, f"what color is the {obj.shape} ?")
+    return {
+        "map": map_explorer(recorded, masks={o.name: o.mask for o in scene.objects}),
+        "knockout": knockout_explorer(tiny, scene.image, max_new_tokens=4),
+        "fractions": fractions_explorer(recorded.fractions()),
+        "heatmap": heatmap_explorer(tiny, q, tiny.answer_ids("red"), target=obj.mask,
+                                    config=H.HeatmapConfig(threshold=-1e9, iterations=2, ig_iter=1,
+                                                           size=4)),
+        "lens": lens_explorer(image_lens(tiny, p, k=1), p,
+                              highlight=p.geometry.tokens_for_mask(obj.mask)),
+        "compression": compression_explorer(tiny, [scene], C.CompressionConfig(describe_tokens=3,
+                                                                               max_new_tokens=2)),
+    }
+
+
+def test_every_explorer_reads_at_first_sight(tiny, scene, recorded):
+    import ipywidgets as w
+
+    from vlmscope import widgets as W
+
+    made = _explorers(tiny, scene, recorded)
+    factories = {n for n in W.__all__ if n.endswith("_explorer")}
+    assert {f"{k}_explorer" for k in made} == factories  # every explorer the module offers
+    for name, ex in made.items():
+        caption = ex.caption.value
+        assert caption.startswith("<b>Try:</b> ") and len(caption) > 40, name
+        assert ex.widget.children[0] is ex.caption  # the caption is the first thing shown
+        for cname, c in ex.controls.items():
+            if isinstance(c, w.Checkbox):
+                continue
+            label = _px(c.style.description_width)
+            assert label >= 7 * len(c.description), (name, cname)  # the label is never cut short
+            if not isinstance(c, w.ToggleButtons):  # past the label: a track of 250 px or more,
+                assert _px(c.layout.width) - label >= 250, (name, cname)  # not 35 px
+            assert c.description and c.description != cname or cname == "question", (name, cname)
+        for c in ex.controls.values():  # numbered layers say what the number means
+            if "layer" in c.description:
+                assert "0 = first of" in c.description, (name, c.description)
+    ko = made["knockout"]
+    options = ko.widget.children[1].children
+    assert ko.button not in options and ko.button.button_style == "primary"  # an action, apart
+    assert ko.controls["cut"].button_style != ko.button.button_style  # options look unlike it
+    assert "baseline (no cut)" in ko.texts.value
+    assert all(label != value for label, value in made["heatmap"].controls["baseline"].options)

@@ -1,4 +1,5 @@
-"""Execute the numbered notebooks headless with papermill (what ``make figures`` runs)."""
+"""Execute the numbered notebooks headless with papermill (what ``make figures`` runs), then write
+the gallery ``figures/index.html`` (``gallery``)."""
 
 from __future__ import annotations
 
@@ -100,7 +101,9 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
                   cell_timeout: int | None = None) -> list[Path]:
     """Run each notebook with ``figures_dir=out`` (plus ``parameters``); return executed copies.
 
-    Executed notebooks land in ``out/executed/``; figures and their data in ``out/``.
+    Executed notebooks land in ``out/executed/``; figures and their data in ``out/``;
+    last, ``gallery.write_gallery`` writes ``out/index.html`` (every figure in ``out``
+    with its notebook's one-line finding).
     ``model_id`` (a bundled organism, a local directory or a hub id) and
     ``images`` (an image folder or a local COCO copy, see
     ``vlmscope.datasets.folder``; None keeps the synthetic world) go to every
@@ -157,4 +160,9 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
             on_done(target, time.time() - start, error)
         if error is None:
             done.append(target)
+    from .gallery import write_gallery
+
+    gallery = write_gallery(out)  # every figure in ``out`` (also earlier runs') with its finding
+    if progress:
+        print(f"gallery: {gallery}", flush=True)
     return done

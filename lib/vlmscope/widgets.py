@@ -6,6 +6,12 @@ holds the sliders and toggles by name, ``.update(**values)`` sets several
 controls and redraws once, and ``.state`` keeps what was drawn last (the
 values, the text, the figure), so a test or a reader can check it.
 
+What a reader sees first: a one-line caption saying what to try
+(``.caption``), the options in a column of wide controls whose labels say
+what their numbers mean ("layer (0 = first of 4)"), action buttons
+(``button_style``) apart from the options, and a first view that already
+shows an effect.
+
 Nothing is computed here: maps, localisation and knockout generation come from
 ``maps``, ``attention`` and ``knockout``; figures from ``plots``.
 
@@ -21,6 +27,7 @@ the ``Explorer`` contract above); a split by study would be the next step.
 from __future__ import annotations
 
 import html
+import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -31,6 +38,32 @@ from .datasets.synthetic import DESCRIBE
 from .judge import default_judge
 from .knockout import generate_with_knockouts
 from .maps import localisation
+
+
+TRACK_PX = 300  # a slider's track (and a box's field): room to aim at one of many values
+READOUT_PX = 90  # the value shown right of a slider
+
+
+def _wide(cls, **kw):
+    """An ipywidgets control whose sliders redraw on release (``continuous_update=False``);
+    ``Explorer`` gives it its width and a label column wide enough for every description."""
+    if issubclass(cls, (widgets.IntSlider, widgets.FloatSlider, widgets.SelectionSlider,
+                        widgets.Text)):
+        kw.setdefault("continuous_update", False)
+    return cls(style={"description_width": "initial"}, **kw)
+
+
+def _lay_out(controls) -> None:
+    """One label column for ``controls`` (wide enough for the longest description, at about
+    7.5 px a character of the notebook's 13 px font), then a ``TRACK_PX`` track or field."""
+    labelled = [c for c in controls if getattr(c, "description", "")]
+    if not labelled:
+        return
+    label = max(int(7.5 * len(c.description)) + 24 for c in labelled)
+    for c in labelled:
+        c.style.description_width = f"{label}px"
+        if not isinstance(c, (widgets.ToggleButtons, widgets.Checkbox, widgets.Button)):
+            c.layout.width = f"{label + TRACK_PX + READOUT_PX}px"
 
 
 def _show(fig) -> None:
@@ -51,13 +84,18 @@ class Explorer:
     ``self.output``.
     """
 
-    def __init__(self, controls: dict, extra: tuple = ()):
+    def __init__(self, controls: dict, extra: tuple = (), caption: str = "",
+                 options: tuple | None = None):
+        """``controls`` by name; ``options``: the names shown in the options column (default
+        all; the others are placed by the subclass in ``extra``); ``caption``: what to try."""
         self.controls = dict(controls)
         self.output = widgets.Output()
         self.state: dict = {}
         self._held = False
-        self.widget = widgets.VBox([widgets.HBox(list(self.controls.values())), *extra,
-                                    self.output])
+        self.caption = widgets.HTML(f"<b>Try:</b> {html.escape(caption)}" if caption else "")
+        shown = [self.controls[n] for n in (options if options is not None else self.controls)]
+        _lay_out(shown)
+        self.widget = widgets.VBox([self.caption, widgets.VBox(shown), *extra, self.output])
         for name, control in self.controls.items():
             control.observe(lambda change, name=name: self._changed(name, change), names="value")
 
@@ -116,15 +154,20 @@ class MapExplorer(Explorer):
             raise ValueError("the model generated no tokens: there is no attention row to show")
         heads = ["mean"] + list(range(recorded.n_heads))
         controls = {
-            "layer": widgets.IntSlider(value=L // 2 if layer is None else layer, min=0, max=L - 1,
-                                       description="layer", continuous_update=False),
-            "head": widgets.SelectionSlider(options=heads, value="mean", description="head",
-                                            disabled=len(heads) == 1, continuous_update=False),
-            "step": widgets.SelectionSlider(options=[(f"{s}: {t}", s)
-                                                     for s, t in enumerate(tokens)],
-                                            value=0, description="token", continuous_update=False),
+            "layer": _wide(widgets.IntSlider, value=L // 2 if layer is None else layer, min=0,
+                           max=L - 1, description=f"layer (0 = first of {L})"),
+            "head": _wide(widgets.SelectionSlider, options=heads, value="mean",
+                          description=(f"head ('mean' = all {recorded.n_heads} averaged)"
+                                       if len(heads) > 1 else "head (only their mean recorded)"),
+                          disabled=len(heads) == 1),
+            "step": _wide(widgets.SelectionSlider, options=[(f"{s}: {t}", s)
+                                                            for s, t in enumerate(tokens)],
+                          value=0, description="generated token (step: word)"),
         }
-        super().__init__(controls)
+        caption = "drag the layer, then the token: where does the word's attention land?"
+        if masks:
+            caption += " The table scores the map on each object (ratio 1 = uniform)."
+        super().__init__(controls, caption=caption)
         self.refresh()
 
     def draw(self) -> None:
@@ -173,26 +216,55 @@ def map_explorer(recorded, masks: dict | None = None, rings: int = 0,
 class KnockoutExplorer(Explorer):
     """Pick a cut and a start layer; regenerate the description under it."""
 
+    LABELS = {"img->gen": "image → generated", "img->txt": "image → question",
+              "img->txt+gen": "image → both"}
+    TIPS = {"img->gen": "the generated words cannot attend to the image tokens",
+            "img->txt": "the question's tokens cannot attend to the image tokens",
+            "img->txt+gen": "neither the question nor the generated words attend to the image"}
+
     def __init__(self, vlm, image, question: str = DESCRIBE,
-                 max_new_tokens: int = 48, auto: bool = False, judge=None):
+                 max_new_tokens: int = 48, auto: bool = False, judge=None,
+                 cut: str | None = None, start: int = 0):
         self.vlm = vlm
         self.max_new_tokens = max_new_tokens
         self.judge = judge or default_judge(vlm, image)
         self.prepared = vlm.prepare(image, question)
         self.baseline = vlm.generate(self.prepared, max_new_tokens=max_new_tokens).text
+        self._texts: dict = {}  # (cut, start) -> generated text, so no setting is generated twice
         L = vlm.adapter.n_layers
+        if cut is None:  # open on the first cut that changes the description at ``start``
+            cut = next((c for c in KNOCKOUTS if self._generate(c, start) != self.baseline),
+                       next(iter(KNOCKOUTS)))
         controls = {
-            "cut": widgets.ToggleButtons(options=list(KNOCKOUTS), value="img->txt",
-                                         description="cut"),
-            "start": widgets.IntSlider(value=0, min=0, max=L, description="from layer",
-                                       continuous_update=False),
-            "auto": widgets.Checkbox(value=auto, description="regenerate on change"),
+            "cut": _wide(widgets.ToggleButtons, options=[(self.LABELS.get(k, k), k) for k in KNOCKOUTS],
+                         value=cut, tooltips=[self.TIPS.get(k, k) for k in KNOCKOUTS],
+                         description="attention cut (edge removed)"),
+            "start": _wide(widgets.IntSlider, value=start, min=0, max=L,
+                           description=f"cut from layer (0 = first of {L}; {L} = no cut)"),
+            "auto": widgets.Checkbox(value=auto, description="regenerate on every change",
+                                     indent=False),
         }
-        self.button = widgets.Button(description="regenerate", icon="refresh")
+        self.controls_note = widgets.HTML()
+        self.button = widgets.Button(description="regenerate", icon="refresh",
+                                     button_style="primary",
+                                     tooltip="generate the description under the chosen cut")
         self.button.on_click(lambda _: self.refresh())
         self.texts = widgets.HTML()
-        super().__init__(controls, extra=(self.button, self.texts))
+        actions = widgets.HBox([self.button, controls["auto"]],
+                               layout=widgets.Layout(margin="8px 0 4px 0", align_items="center"))
+        caption = ("move the start layer up until the description comes back; compare the "
+                   "three cuts (press regenerate after each change).")
+        super().__init__(controls, extra=(actions, self.texts), caption=caption,
+                         options=("cut", "start"))
         self.refresh()
+
+    def _generate(self, cut: str, start: int) -> str:
+        key = (cut, start)
+        if key not in self._texts:
+            L = self.vlm.adapter.n_layers
+            [self._texts[key]] = generate_with_knockouts(
+                self.vlm, self.prepared, [from_layer(KNOCKOUTS[cut], start, L)], self.max_new_tokens)
+        return self._texts[key]
 
     def _changed(self, name: str, change) -> None:
         if self._held:
@@ -204,9 +276,7 @@ class KnockoutExplorer(Explorer):
 
     def draw(self) -> None:
         cut, start = self.controls["cut"].value, self.controls["start"].value
-        L = self.vlm.adapter.n_layers
-        edges = from_layer(KNOCKOUTS[cut], start, L)
-        [text] = generate_with_knockouts(self.vlm, self.prepared, [edges], self.max_new_tokens)
+        text = self._generate(cut, start)
         scores = self.judge.compare(text, self.baseline)
         self.state = {"cut": cut, "start": start, "text": text, "baseline": self.baseline,
                       **scores}
@@ -216,27 +286,33 @@ class KnockoutExplorer(Explorer):
         cut, start = self.state.get("cut", "?"), self.state.get("start", "?")
         L = self.vlm.adapter.n_layers
         l = start - 1 if isinstance(start, int) else "?"
-        head = (f"{cut} cut in layers {start}..{L - 1} (the paper's l = {l}: layers > l)"
-                if start != L else f"{cut}: no layer cut")
+        name = f"{self.LABELS[cut]} ({cut})" if cut in self.LABELS else cut
+        head = (f"{name} cut in layers {start}..{L - 1} (the paper's l = {l}: layers > l)"
+                if start != L else f"{name}: no layer cut")
         note = " <i>(controls changed: press regenerate)</i>" if stale else ""
         f1 = self.state.get("f1")
         score = f"object F1 vs baseline: {f1:.2f}" if f1 is not None else ""
         cell = "<td style='vertical-align:top;padding:4px 12px;max-width:28em'>"
-        return (f"<table><tr>{cell}<b>baseline</b><br>{html.escape(self.baseline)}</td>"
+        return (f"<table><tr>{cell}<b>baseline (no cut)</b><br>{html.escape(self.baseline)}</td>"
                 f"{cell}<b>{html.escape(head)}</b>{note}<br>{html.escape(text)}<br>"
                 f"<small>{score}</small></td></tr></table>")
 
 
-def knockout_explorer(vlm, image, question: str = DESCRIBE,
-                      max_new_tokens: int = 48, auto: bool = False, judge=None) -> KnockoutExplorer:
+def knockout_explorer(vlm, image, question: str = DESCRIBE, max_new_tokens: int = 48,
+                      auto: bool = False, judge=None, cut: str | None = None,
+                      start: int = 0) -> KnockoutExplorer:
     """Regenerate ``image``'s description live under a knockout, beside the baseline.
 
     Controls: the cut (``attention.KNOCKOUTS``), the first cut layer (0 = all,
     ``L`` = none), "regenerate on change", and a regenerate button. The text
     is what ``knockout.generate_with_knockouts`` gives for that setting;
-    ``state["f1"]`` is the judge's object F1 against the baseline.
+    ``state["f1"]`` is the judge's object F1 against the baseline (the
+    un-knocked description). It opens on ``cut`` from layer ``start``; with
+    ``cut=None``, on the first cut (in ``KNOCKOUTS`` order) whose text at
+    ``start`` differs from the baseline, so the first view shows an effect
+    (the first cut when none does).
     """
-    return KnockoutExplorer(vlm, image, question, max_new_tokens, auto, judge)
+    return KnockoutExplorer(vlm, image, question, max_new_tokens, auto, judge, cut, start)
 
 
 # ---------------------------------------------------------------- fractions
@@ -249,12 +325,13 @@ class FractionsExplorer(Explorer):
         self.fractions = fractions
         ids = sorted(int(i) for i in fractions.image_id.unique())
         controls = {
-            "image_id": widgets.SelectionSlider(options=ids, value=ids[0], description="image",
-                                                continuous_update=False),
-            "step": widgets.SelectionSlider(options=self._token_options(ids[0]),
-                                            description="token", continuous_update=False),
+            "image_id": _wide(widgets.SelectionSlider, options=ids, value=ids[0],
+                              description=f"image ({len(ids)} recorded)"),
+            "step": _wide(widgets.SelectionSlider, options=self._token_options(ids[0]),
+                          description="generated token (step: word)"),
         }
-        super().__init__(controls)
+        super().__init__(controls, caption="step through the generated tokens: in which layers "
+                                           "does a word give the image most of its attention?")
         self.refresh()
 
     def _token_options(self, image_id: int) -> list[tuple[str, int]]:
@@ -311,8 +388,6 @@ def fractions_explorer(fractions) -> FractionsExplorer:
     return FractionsExplorer(fractions)
 
 
-__all__ = ["Explorer", "MapExplorer", "KnockoutExplorer", "FractionsExplorer", "map_explorer",
-           "knockout_explorer", "fractions_explorer"]
 
 
 # ------------------------------------------------------------------ heatmaps
@@ -325,6 +400,8 @@ class HeatmapExplorer(Explorer):
 
     L1 = (0.0, 0.1, 1.0, 10.0)
     L3 = (0.0, 1.0, 10.0, 50.0)
+    BASELINES = {"blur": "the picture blurred", "black": "a black picture",
+                 "noise": "random noise"}
 
     def __init__(self, vlm, prepared, answer=None, target=None, config=None, computed=None):
         from .heatmaps import HeatmapConfig
@@ -338,17 +415,20 @@ class HeatmapExplorer(Explorer):
             if computed.config != c or (computed.mask is not None and not computed.history):
                 raise ValueError("computed= must be igos(..., config, keep_history=True) of this config")
             self._cache[(c.baseline, c.l1, c.l3)] = computed
+        n = max(c.iterations, 1)
         controls = {
-            "baseline": widgets.Dropdown(options=["blur", "black", "noise"], value=c.baseline,
-                                         description="baseline"),
-            "l1": widgets.SelectionSlider(options=sorted(set(self.L1) | {c.l1}), value=c.l1,
-                                          description="L1 (area)", continuous_update=False),
-            "l3": widgets.SelectionSlider(options=sorted(set(self.L3) | {c.l3}), value=c.l3,
-                                          description="L3 (BTV)", continuous_update=False),
-            "iteration": widgets.IntSlider(min=1, max=max(c.iterations, 1), value=max(c.iterations, 1),
-                                           description="iteration", continuous_update=False),
+            "baseline": _wide(widgets.Dropdown, options=[(label, b) for b, label in self.BASELINES.items()],
+                              value=c.baseline, description="baseline (deleted pixels become)"),
+            "l1": _wide(widgets.SelectionSlider, options=sorted(set(self.L1) | {c.l1}), value=c.l1,
+                        description="L1 weight (keeps the region small)"),
+            "l3": _wide(widgets.SelectionSlider, options=sorted(set(self.L3) | {c.l3}), value=c.l3,
+                        description="L3 weight (keeps it smooth: BTV)"),
+            "iteration": _wide(widgets.IntSlider, min=1, max=n, value=n,
+                               description=f"iteration (1 to {n})"),
         }
-        super().__init__(controls)
+        super().__init__(controls, caption="set L1 or L3 to 0 or pick the black baseline (each "
+                                           "new setting reruns iGOS+, a few seconds); slide the "
+                                           "iteration to watch the mask form.")
         self.refresh()
 
     def heatmap(self, baseline: str, l1: float, l3: float):
@@ -405,10 +485,14 @@ class LensExplorer(Explorer):
 
     def __init__(self, result, prepared, highlight=None, title: str = ""):
         self.result, self.prepared, self.highlight, self.title = result, prepared, highlight, title
-        controls = {"layer": widgets.IntSlider(min=0, max=result.n_layers - 1,
-                                               value=result.n_layers - 1, description="layer",
-                                               continuous_update=False)}
-        super().__init__(controls)
+        L = result.n_layers
+        controls = {"layer": _wide(widgets.IntSlider, min=0, max=L - 1, value=L - 1,
+                                   description=f"layer (0 = first of {L}; {L - 1} = the output)")}
+        caption = "slide down from the last layer: where do the patches stop reading as words?"
+        if highlight is not None and len(highlight):
+            caption = ("slide down from the last layer: from which layer on do the red words on "
+                       "the boxed object name its colour or shape?")
+        super().__init__(controls, caption=caption)
         self.refresh()
 
     def draw(self) -> None:
@@ -429,6 +513,10 @@ def lens_explorer(result, prepared, highlight=None, title: str = "") -> LensExpl
 class CompressionExplorer(Explorer):
     """Ask one image a question from its pruned describe-prompt cache (``compression.answer``)."""
 
+    VARIANTS = {"both": "question + top-K image tokens", "query": "question tokens only",
+                "image": "top-K image tokens only", "full": "the whole cache (no pruning)",
+                "direct": "no cache: the question asked directly"}
+
     def __init__(self, vlm, items, config=None, k_frac: float = 0.05,
                  question: str = "how many objects are there ?"):
         from . import compression as C
@@ -436,18 +524,20 @@ class CompressionExplorer(Explorer):
         self.vlm, self.items = vlm, list(items)
         self.config = config or C.CompressionConfig()
         self.contexts: dict = {}  # image -> its describe run, made once when first shown
+        n = len(self.items)
         controls = {
-            "image": widgets.IntSlider(value=0, min=0, max=len(self.items) - 1, description="image",
-                                       continuous_update=False),
-            "k_frac": widgets.FloatSlider(value=k_frac, min=0.01, max=1.0, step=0.01,
-                                          description="K", continuous_update=False),
-            "variant": widgets.Dropdown(options=list(C.VARIANTS), value="both",
-                                        description="variant"),
-            "question": widgets.Text(value=question, description="question",
-                                     continuous_update=False),
+            "image": _wide(widgets.IntSlider, value=0, min=0, max=n - 1,
+                           description=f"image (0 = first of {n})"),
+            "k_frac": _wide(widgets.FloatSlider, value=k_frac, min=0.01, max=1.0, step=0.01,
+                            readout_format=".0%", description="K (share of image tokens kept)"),
+            "variant": _wide(widgets.Dropdown, value="both", description="what the cache keeps",
+                             options=[(self.VARIANTS.get(v, v), v) for v in C.VARIANTS]),
+            "question": _wide(widgets.Text, value=question, description="question"),
         }
         self.text = widgets.HTML()
-        super().__init__(controls, extra=(self.text,))
+        super().__init__(controls, extra=(self.text,),
+                         caption="lower K, or keep only the question or only the image tokens: "
+                                 "when does the answer change?")
         self.refresh()
 
     def draw(self) -> None:
@@ -458,8 +548,10 @@ class CompressionExplorer(Explorer):
         if i not in self.contexts:
             self.contexts[i] = C.describe(self.vlm, self.items[i].image, self.config)
         ctx = self.contexts[i]
-        a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
-                     self.config)
+        with warnings.catch_warnings():  # transformers' notice about its cache argument, which a
+            warnings.filterwarnings("ignore", message=".*past_key_values.*")  # reader can't act on
+            a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
+                         self.config)
         self.state = {**values, "text": a.text, "kept_tokens": a.kept_tokens,
                       "full_tokens": a.full_tokens, "k": a.k,
                       "description": ctx.generation.text}
@@ -475,3 +567,8 @@ def compression_explorer(vlm, items, config=None, k_frac: float = 0.05,
     """Pick an image, K, a variant and a question; the answer comes from that image's cached
     description run (``compression.describe``, made once per image) pruned as chosen."""
     return CompressionExplorer(vlm, items, config, k_frac, question)
+
+
+__all__ = ["Explorer", "MapExplorer", "KnockoutExplorer", "FractionsExplorer", "HeatmapExplorer",
+           "LensExplorer", "CompressionExplorer", "map_explorer", "knockout_explorer",
+           "fractions_explorer", "heatmap_explorer", "lens_explorer", "compression_explorer"]
