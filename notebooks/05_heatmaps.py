@@ -151,8 +151,7 @@ ex.scores().round(3)
 # ([fidelity row](../docs/fidelity.md#heatmaps-where-do-lvlms-look)).
 
 # %%
-curves = plots.faithfulness_curves(ex.faithfulness(), title=f"{model_id}: {ex.question.text}")
-plots.save(curves, figures_dir, "05_faithfulness")
+plots.save(plots.faithfulness_curves(ex.faithfulness(), title=f"{model_id}: {ex.question.text}"), figures_dir, "05_faithfulness")
 ex.faithfulness_table().round(3)
 
 # %%
