@@ -140,7 +140,10 @@ def lab(tmp_path_factory):
     # every cell attached to the page (not only those in view), so each explorer can be found
     settings = root / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
-    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # and the notebook's own kernel started without asking: a fresh machine otherwise shows a
+    # "Select Kernel" dialog over the page, which takes the keyboard focus from the explorers
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps(
+        {"windowingMode": "none", "autoStartDefaultKernel": True}))
     news = root / "settings" / "@jupyterlab" / "apputils-extension"  # no news pop-up over cells
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
@@ -190,19 +193,20 @@ def notebook(lab):
                 page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
                 page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
                                        state="attached", timeout=180_000)  # the kernel is up
-                page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands"
-                                       ".isEnabled('notebook:run-all-cells')", timeout=60_000)
-                for _ in range(8):  # a run asked for before the kernel's session is ready is lost
-                    page.evaluate("() => { window.jupyterapp.commands.execute("  # not awaited
-                                  "'notebook:run-all-cells'); }")
-                    try:
-                        page.wait_for_function(
-                            "() => /\\[(\\*|\\d+)\\]/.test(document.querySelector("
-                            "'.jp-CodeCell .jp-InputPrompt')?.innerText || '')", timeout=15_000)
-                        break
-                    except PlaywrightTimeout:
-                        continue
-                else:
+                # Run the cells only once the notebook's session holds a connected, idle kernel:
+                # a run asked for earlier is lost, or (on a fresh machine) opens a kernel dialog.
+                page.wait_for_function(
+                    "() => { const w = window.jupyterapp?.shell?.currentWidget; "
+                    "const k = w?.sessionContext?.session?.kernel; return !!(w && "
+                    "w.sessionContext.isReady && k && k.connectionStatus === 'connected' && "
+                    "k.status === 'idle'); }", timeout=180_000)
+                page.evaluate("() => { window.jupyterapp.commands.execute("  # not awaited
+                              "'notebook:run-all-cells'); }")
+                try:
+                    page.wait_for_function(
+                        "() => /\\[(\\*|\\d+)\\]/.test(document.querySelector("
+                        "'.jp-CodeCell .jp-InputPrompt')?.innerText || '')", timeout=30_000)
+                except PlaywrightTimeout:
                     pytest.fail("the notebook's cells never started running")
                 n = max(where.values()) + 1
                 page.wait_for_function(  # every cell has run (each prompt numbered), or one failed
@@ -212,6 +216,8 @@ def notebook(lab):
                     arg=[n, ERROR], timeout=300_000)
                 failed = page.locator(ERROR)
                 assert failed.count() == 0, failed.first.inner_text()
+                dialog = page.locator(".jp-Dialog")  # nothing may sit over the explorers
+                assert dialog.count() == 0, f"a dialog covers the page: {dialog.first.inner_text()}"
             except BaseException:  # what the page showed when it failed, for the reader of the log
                 page.screenshot(path=str(root / "failed.png"), full_page=True)
                 print(f"the page when it failed: {root / 'failed.png'}")

@@ -885,8 +885,10 @@ def agreement_leaderboard(lb, truths=("pointing", "auroc", "causal_spearman", "d
     per model. ``lb``: ``findings.agreement.leaderboard`` rows (model, method, truth, mean,
     low, high). Methods in the order of the first panel's means; deletion is lower-better."""
     truths = [t for t in truths if t in set(lb.truth)]
-    fig, axes = plt.subplots(1, max(len(truths), 1), squeeze=False, sharey=True,
-                             figsize=(0.6 + 2.3 * max(len(truths), 1), 0.8 + 0.32 * lb.method.nunique()))
+    cols = min(max(len(truths), 1), 3)  # at most three panels a row: legible at display width
+    rows = -(-max(len(truths), 1) // cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, sharey=True,
+                             figsize=(0.9 + 2.5 * cols, rows * (0.9 + 0.3 * lb.method.nunique())))
     if not truths:
         return fig
     first = lb[lb.truth == truths[0]].groupby("method")["mean"].mean().sort_values()
@@ -894,7 +896,7 @@ def agreement_leaderboard(lb, truths=("pointing", "auroc", "causal_spearman", "d
     y = {m: i for i, m in enumerate(order)}
     models = list(dict.fromkeys(lb.model)) if "model" in lb else [None]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, truth in zip(axes[0], truths):
+    for ax, truth in zip(axes.flat, truths):
         for j, model in enumerate(models):
             d = lb[(lb.truth == truth) & ((lb.model == model) if model is not None else True)]
             off = (j - (len(models) - 1) / 2) * 0.12
@@ -902,13 +904,17 @@ def agreement_leaderboard(lb, truths=("pointing", "auroc", "causal_spearman", "d
             err = np.vstack([d["mean"] - d.low, d.high - d["mean"]]).clip(0)
             ax.errorbar(d["mean"], ys, xerr=np.nan_to_num(err), fmt="o", ms=3, lw=0.8,
                         color=colours[j % len(colours)], label=model)
-        ax.set_title(truth + (" (lower better)" if truth == "deletion" else ""), fontsize=8)
+        ax.set_title(truth + (" (lower better)" if truth == "deletion" else ""), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(order)), order, fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(truths):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_yticks(range(len(order)), order, fontsize=8)
     if len(models) > 1:
-        axes[0][-1].legend(fontsize=7, loc="best")
+        axes.flat[len(truths) - 1].legend(fontsize=8, loc="best")
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
