@@ -187,6 +187,35 @@ def test_ig_rules_released_and_ours(tiny, prepared, mean):
         A.ig_attribution(tiny, prepared, answer, rule="signed")
 
 
+def test_ig_path_points_batched_equal_the_direct_computation(tiny, prepared, mean, monkeypatch):
+    """Path points several to a forward (5 points in batches of 2: a partial last batch) give
+    the one-point-at-a-time integrated gradients; out of memory, the batch halves."""
+    answer = tiny.answer_ids("red")
+    direct = _direct_ig(tiny, prepared, answer, mean.vector, [0, 0.25, 0.5, 0.75, 1], True)
+    rows, chunk = [], A._ig_chunk
+
+    def counting(vlm, p, inputs, alphas, *rest):
+        rows.append((inputs["input_ids"].shape[0], len(alphas)))
+        return chunk(vlm, p, inputs, alphas, *rest)
+
+    monkeypatch.setattr(A, "_ig_chunk", counting)
+    got = A.ig_attribution(tiny, prepared, answer, steps=5, baseline=mean.vector, batch=2)
+    np.testing.assert_allclose(got, direct, rtol=1e-4, atol=1e-6)
+    assert rows == [(2, 2), (2, 2), (2, 1)]  # batched forwards, not one point each
+
+    def tight(vlm, p, inputs, alphas, *rest):  # an accelerator that fits two rows
+        if inputs["input_ids"].shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return chunk(vlm, p, inputs, alphas, *rest)
+
+    monkeypatch.setattr(A, "_ig_chunk", tight)
+    with pytest.warns(RuntimeWarning, match="out of memory with 4 IG path points"):
+        got = A.ig_attribution(tiny, prepared, answer, steps=5, baseline=mean.vector, batch=4)
+    np.testing.assert_allclose(got, direct, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="batch must be"):
+        A.ig_attribution(tiny, prepared, answer, batch=0)
+
+
 def test_high_norm_count_uses_the_unbiased_std():
     norms = np.r_[np.zeros(10), 1.0, 0.87]  # 0.87 lies between the two thresholds
     t = torch.tensor(norms)

@@ -71,6 +71,10 @@ def test_vs_paper_fractions_and_maps_follow_the_data():
     assert _ours(findings.maps.vs_paper(m), "best_pointing_layer") == 1
     m["pointing"] = [0.0, 0.0, 1.0]
     assert _ours(findings.maps.vs_paper(m), "best_pointing_layer") == 2
+    # a word is an (image, step): two images with a word at the same step are two words
+    two = pd.concat([m.assign(item=0), m.assign(item=1), m.assign(item=1, step=5)])
+    assert findings.maps.summarise(two)["words"] == 3
+    assert "over 3 object words" in findings.maps.vs_paper(two).set_index("quantity").note.iloc[0]
 
 
 def test_vs_paper_knockout_follows_the_data():

@@ -148,9 +148,29 @@ IG_RULES = {"released": {"steps": 50, "absolute": True, "points": "linspace"},
             "ours": {"steps": 8, "absolute": False, "points": "right"}}
 
 
+def _ig_chunk(vlm, prepared, inputs, alphas, x, x0, img, ids, n) -> torch.Tensor:
+    """The summed gradient of the answer's log-probability at the path points ``alphas``, one
+    batch row each (rows of ``inputs`` past ``len(alphas)`` keep the image and are not read)."""
+    a = torch.tensor(alphas, dtype=x.dtype, device=x.device)[:, None, None]
+    point = (x0 + a * (x - x0)).requires_grad_(True)  # [rows, n_image, d]
+    k = len(alphas)
+
+    def edit(h, call):
+        if call.prefill is False:
+            return None
+        h = h.clone()
+        h[:k, img.to(h.device)] = point.to(h.device, h.dtype)
+        return h
+
+    with vlm.intervene(prepared, {"lm.input": edit}):
+        logits = vlm.model(**inputs).logits[:k, n - 1]
+    torch.log_softmax(logits.float(), -1)[:, ids[0]].sum().backward()
+    return point.grad.sum(0)
+
+
 def ig_attribution(vlm, prepared, answer, steps: int | None = None,
                    baseline: torch.Tensor | None = None, embeddings: torch.Tensor | None = None,
-                   rule: str = "released") -> np.ndarray:
+                   rule: str = "released", batch: int = 10) -> np.ndarray:
     """``[n_image]`` integrated gradients of the answer's first token log-probability per image token.
 
     Path from ``baseline`` (default zeros; ``ablate_scene`` passes the mean
@@ -164,13 +184,22 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
     (the reference code's target, ``encode("Yes")[0]``, is BOS). Zeros are a
     poor path start for pre-norm decoders: RMSNorm maps any small non-zero
     vector to unit scale but zero to zero, so the path jumps at its start.
+    ``batch``: path points per forward (batch rows are independent, so the
+    gradients are those of one point at a time; 1, or a processor whose
+    batch differs from the prepared prompt, runs them one by one). Out of
+    accelerator memory, the batch halves (with a warning) and the chunk reruns.
     """
+    from .attribution.patching import _batch_inputs
+    from .heatmaps.optimiser import out_of_memory
+
     if rule not in IG_RULES:
         raise ValueError(f"unknown IG rule {rule!r}; known: {', '.join(IG_RULES)}")
     spec = IG_RULES[rule]
     steps = spec["steps"] if steps is None else int(steps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, not {steps}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, not {batch}")
     alphas = (torch.linspace(0, 1, steps).tolist() if spec["points"] == "linspace"
               else [k / steps for k in range(1, steps + 1)])
     ids = vlm.answer_ids(answer, prepared)[:1].to(vlm.device)
@@ -178,14 +207,27 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
     img = prepared.groups.image.to(x.device)
     x0 = torch.zeros_like(x) if baseline is None else baseline.float().expand_as(x)
     grads = torch.zeros_like(x)
-    inputs = vlm.adapter.extend_inputs(prepared.inputs, ids[None])
     n = prepared.input_ids.shape[1]
-    for alpha in alphas:
-        point = (x0 + alpha * (x - x0)).requires_grad_(True)
-        with vlm.intervene(prepared, {"lm.input": set_at(img, point)}):
-            logits = vlm.model(**inputs).logits[0, n - 1]
-        torch.log_softmax(logits.float(), -1)[ids[0]].backward()
-        grads += point.grad
+    size, start = min(batch, len(alphas)), 0
+    while start < len(alphas):
+        base = _batch_inputs(vlm, prepared, size) if size > 1 else None
+        if base is None:
+            size, base = 1, prepared.inputs
+        inputs = vlm.adapter.extend_inputs(base, ids[None].expand(size, -1))
+        try:
+            while start < len(alphas):
+                grads += _ig_chunk(vlm, prepared, inputs, alphas[start:start + size], x, x0, img,
+                                   ids, n)
+                start += size
+        except (RuntimeError, MemoryError) as error:
+            if size == 1 or not out_of_memory(error):
+                raise
+            warnings.warn(f"out of memory with {size} IG path points in a batch: continuing with "
+                          f"{size // 2} (the attribution does not change)", RuntimeWarning,
+                          stacklevel=2)
+            size //= 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     per_dim = (x - x0) * grads / len(alphas)
     return (per_dim.abs() if spec["absolute"] else per_dim).sum(-1).detach().cpu().numpy()
 
