@@ -222,3 +222,20 @@ def test_documented_shapes_are_the_standins():
 
     got = [tuple(row[c] for c in SHAPE_COLUMNS) for row in standin_shapes()]
     assert got == [tuple(r) for r in SHAPES]
+
+
+@pytest.mark.parametrize("name", ["standin-llava-1.5", "standin-llava-next", "standin-qwen2-vl"])
+def test_batched_integrated_gradients_equal_one_point_at_a_time(standin, name):
+    """The ablation study's IG with path points as batch rows (the prompt repeated through the
+    real processor: fixed tiles, anyres tiles, flattened dynamic-resolution patches) equals
+    the same IG run one point per forward."""
+    from vlmscope.ablation import ig_attribution
+
+    vlm = standin(name)
+    prepared = vlm.prepare(photo(640, 480), "what is in the image ?")
+    assert vlm.repeated_inputs(prepared, 3) is not None  # the batch path is the one taken
+    answer = vlm.answer_ids("yes", prepared)
+    one = ig_attribution(vlm, prepared, answer, steps=4, batch=1)
+    batched = ig_attribution(vlm, prepared, answer, steps=4, batch=3)
+    assert one.shape == (prepared.groups.image.numel(),) and np.abs(one).sum() > 0
+    np.testing.assert_allclose(batched, one, rtol=1e-4, atol=1e-7 * np.abs(one).max())

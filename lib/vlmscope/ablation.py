@@ -40,6 +40,7 @@ import torch
 
 from .datasets.synthetic import DESCRIBE
 from .hooks import set_at
+from .models import out_of_memory
 from .words import answer_ids
 
 RULES = ("object", "random", "high-norm", "ig")
@@ -189,9 +190,6 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
     batch differs from the prepared prompt, runs them one by one). Out of
     accelerator memory, the batch halves (with a warning) and the chunk reruns.
     """
-    from .attribution.patching import _batch_inputs
-    from .heatmaps.optimiser import out_of_memory
-
     if rule not in IG_RULES:
         raise ValueError(f"unknown IG rule {rule!r}; known: {', '.join(IG_RULES)}")
     spec = IG_RULES[rule]
@@ -210,7 +208,7 @@ def ig_attribution(vlm, prepared, answer, steps: int | None = None,
     n = prepared.input_ids.shape[1]
     size, start = min(batch, len(alphas)), 0
     while start < len(alphas):
-        base = _batch_inputs(vlm, prepared, size) if size > 1 else None
+        base = vlm.repeated_inputs(prepared, size) if size > 1 else None
         if base is None:
             size, base = 1, prepared.inputs
         inputs = vlm.adapter.extend_inputs(base, ids[None].expand(size, -1))

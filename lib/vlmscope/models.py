@@ -189,6 +189,25 @@ class VLM:
             groups=prepared.groups.with_generated(len(keep)),
             tokens=self.tokenizer.convert_ids_to_tokens(keep))
 
+    def repeated_inputs(self, prepared: Prepared, size: int) -> dict | None:
+        """The prepared prompt ``size`` times, as one batch through the processor, or None when
+        the processor's rows are not the prepared prompt's (callers then run one row at a
+        time). For batch rows that differ only by an edit at a hook site."""
+        text = self.chat_text(prepared.question)
+        try:
+            inputs = self.processor(text=[text] * size, images=[[prepared.image]] * size,
+                                    return_tensors="pt", **self._special_tokens_kwargs(text))
+        except (ValueError, TypeError):
+            return None
+        inputs.pop("labels", None)
+        inputs = {k: (v.to(self.input_device, self.dtype) if v.is_floating_point()
+                      else v.to(self.input_device)) for k, v in inputs.items()}
+        ids = inputs["input_ids"]
+        if ids.shape != (size, prepared.input_ids.shape[1]) or not bool(
+                (ids == prepared.input_ids.to(ids.device)).all()):
+            return None
+        return inputs
+
     @torch.no_grad()
     def answer(self, images, questions, max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
         """Greedy answers for many (image, question) pairs, batched with left padding."""
@@ -276,6 +295,16 @@ class VLM:
         from .hooks import intervene
 
         return intervene(self, prepared, edits)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator running out of memory (CUDA, MPS or CPU)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(error, (oom, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

@@ -30,25 +30,6 @@ def _vector(vlm, prepared, vector) -> torch.Tensor:
     return torch.as_tensor(vector).reshape(-1)
 
 
-def _batch_inputs(vlm, prepared, size: int) -> dict | None:
-    """The prompt ``size`` times through the processor, or None when its rows are not the
-    prepared prompt's (then one forward per replacement)."""
-    text = vlm.chat_text(prepared.question)
-    try:
-        inputs = vlm.processor(text=[text] * size, images=[[prepared.image]] * size,
-                               return_tensors="pt", **vlm._special_tokens_kwargs(text))
-    except (ValueError, TypeError):
-        return None
-    inputs.pop("labels", None)
-    inputs = {k: (v.to(vlm.input_device, vlm.dtype) if v.is_floating_point()
-                  else v.to(vlm.input_device)) for k, v in inputs.items()}
-    ids = inputs["input_ids"]
-    if ids.shape != (size, prepared.input_ids.shape[1]) or not bool(
-            (ids == prepared.input_ids.to(ids.device)).all()):
-        return None
-    return inputs
-
-
 @torch.no_grad()
 def patch_drops(vlm, prepared, answer, token_sets, vector=None, batch: int = 16) -> np.ndarray:
     """``[len(token_sets)]``: the drop of the answer's log-probability when each set of image
@@ -70,7 +51,7 @@ def patch_drops(vlm, prepared, answer, token_sets, vector=None, batch: int = 16)
     clean = float(ap.score(vlm.model(**ap.inputs).logits)[0])
     drops = np.zeros(len(sets))
     size = min(batch, len(sets))
-    base = _batch_inputs(vlm, prepared, size) if size > 1 else None
+    base = vlm.repeated_inputs(prepared, size) if size > 1 else None
     if base is None:
         size = 1
     for start in range(0, len(sets), size):

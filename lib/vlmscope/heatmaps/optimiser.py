@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..attention import attention_implementation
+from ..models import out_of_memory
 from ..pixels import image_tensor
 from .baselines import config_baseline
 from .config import HeatmapConfig
@@ -43,16 +44,6 @@ def _terms(masks: dict) -> list[tuple[str, str, float]]:
         return [("deletion", "single", 1.0), ("insertion", "single", 1.0)]
     return [("deletion", "both", 0.5), ("insertion", "both", 0.5),
             ("deletion", "deletion", 0.5), ("insertion", "insertion", 0.5)]
-
-
-def out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocator running out of memory (CUDA, MPS or CPU)."""
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    if isinstance(error, (oom, MemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text
-                                                or "can't allocate memory" in text)
 
 
 def _balanced(remaining: int, batch: int) -> int:
