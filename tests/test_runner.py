@@ -88,6 +88,28 @@ def test_heatmaps_run_scores_maps_saves_masks_and_resumes(tiny, tiny_dir, tmp_pa
     assert skipped.skipped.str.contains("gain|single-token").all()
 
 
+def test_heatmaps_run_without_the_other_maps_keeps_the_same_igos_figures(tiny, tmp_path):
+    """``others=False`` (notebook 06's sweep) skips deletion/insertion and the attention, gradient
+    and random maps, and nothing else: the iGOS mask, its mass and its pointing are the full run's.
+    It is a key of its own, so neither store part stands in for the other."""
+    from vlmscope.heatmaps import HeatmapConfig
+
+    hcfg = HeatmapConfig(threshold=-1e9, single_token_ratio=1e9, iterations=1, ig_iter=2, size=4)
+    full = findings.heatmaps.Config(max_new_tokens=3, heatmap=hcfg)
+    lean = dataclasses.replace(full, others=False)
+    a = run("heatmaps", tiny, model_name="tiny", n=2, seed=5, out=tmp_path / "a", config=full,
+            progress=False)
+    b = run("heatmaps", tiny, model_name="tiny", n=2, seed=5, out=tmp_path / "a", config=lean,
+            progress=False)
+    assert b.summary["computed"] == 2 and b.summary["reused"] == 0
+    assert findings.heatmaps.key(lean)[:2] == findings.heatmaps.key(full)
+    fa, fb = a.df.sort_values(["item", "kind"]), b.df.sort_values(["item", "kind"])
+    for col in ("answer", "igos_mass", "igos_pointing", "positions"):
+        assert fa[col].tolist() == fb[col].tolist(), col
+    assert not {"deletion", "insertion", "attention_mass", "random_pointing"} & set(fb.columns)
+    assert fa.deletion.notna().all() and fa.attention_mass.notna().all()
+
+
 def test_benchmark_heatmaps_on_a_local_cvbench_copy(tiny, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -314,7 +314,7 @@ def run_benchmark_heatmaps(*args, **kwargs) -> RunResult:
 
 
 def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
-             max_new_tokens: int = 16, images=None, load=None) -> pd.DataFrame:
+             max_new_tokens: int = 16, images=None, load=None, others: bool = False) -> pd.DataFrame:
     """Notebook 06's sweep: ``run`` of the heatmaps finding for each model and each noise
     seed 0..``noise_seeds``-1 (``heatmap``: a ``HeatmapConfig``, its ``seed`` replaced);
     one row per (model, question): the answer, its correctness, iGOS+ mass and pointing
@@ -325,6 +325,8 @@ def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
     "is there a <name> ?" about one annotated object (``findings.heatmaps.record_questions``;
     the synthetic scenes' "color" needs the world's colours).
     ``load``: how a model name becomes a ``VLM`` (default ``vlmscope.load``).
+    ``others``: also the deletion/insertion scores and the attention, gradient and random maps
+    (the finding's ``Config.others``; off by default: the analysis reads the iGOS masks only).
     """
     from dataclasses import replace
 
@@ -339,7 +341,8 @@ def zoo_runs(models, n: int, seed: int, heatmap, noise_seeds: int, out,
         for noise_seed in range(noise_seeds):
             s, part = run(finding.NAME, vlm, n=n, seed=seed, out=out, images=images,
                           config=finding.Config(max_new_tokens=max_new_tokens, kinds=kinds,
-                                                heatmap=replace(heatmap, seed=noise_seed)),
+                                                heatmap=replace(heatmap, seed=noise_seed),
+                                                others=others),
                           model_name=name, progress=False)
             print(json.dumps({"noise_seed": noise_seed, **{k: s[k] for k in (
                 "model", "computed", "reused", "questions", "skipped", "accuracy")}}))

@@ -59,13 +59,19 @@ class Config:
     kinds: tuple = option(("color", "where"), "question kinds with a target object")
     heatmap: HeatmapConfig = field(default_factory=HeatmapConfig,
                                    metadata={"help": "the iGOS settings", "flags": HEATMAP_FLAGS})
+    others: bool = option(True, "also the iGOS mask's deletion/insertion scores and the "
+                                "attention, gradient and random maps beside it (off: the iGOS "
+                                "mask's mass and pointing only, what notebook 06 reads; about "
+                                "a third less time)")
 
 
 def key(cfg: Config, **extra) -> list:
     """What a stored part's key holds between the model and the item id: every heatmap field
-    but ``batch`` (speed and memory only)."""
-    return [stored_config(max_new_tokens=cfg.max_new_tokens, kinds=cfg.kinds),
-            cfg.heatmap.result_fields()]
+    but ``batch`` (speed and memory only); ``others`` only when off, so that stores made before
+    it existed keep their keys."""
+    out = [stored_config(max_new_tokens=cfg.max_new_tokens, kinds=cfg.kinds),
+           cfg.heatmap.result_fields()]
+    return out if cfg.others else [*out, {"others": False}]
 
 
 def setup(vlm, store, cfg: Config, seed: int, items=()) -> dict:
@@ -79,7 +85,7 @@ def part_extra(key: str, extra: dict) -> dict:
 
 
 def heatmap_row(vlm, image, question: str, target, is_correct, hcfg, max_new_tokens: int = 48,
-                mask_path: Path | None = None, seed=0) -> dict:
+                mask_path: Path | None = None, seed=0, others: bool = True) -> dict:
     """Answer one question, explain it with iGOS, and score the maps on ``target``.
 
     ``target``: boolean ``[H, W]`` mask of the reference region (None: no
@@ -87,7 +93,8 @@ def heatmap_row(vlm, image, question: str, target, is_correct, hcfg, max_new_tok
     attention and input-gradient saliency, and a seeded uniform random map (the
     chance level). The raw mask goes to ``mask_path``; a skipped sample keeps
     its reason in ``skipped``. ``hcfg.batch`` sets the batch of the
-    optimisation and of the deletion/insertion curves alike.
+    optimisation and of the deletion/insertion curves alike. ``others`` False: only the iGOS
+    mask's plausibility (no deletion/insertion, no attention, gradient or random map).
     """
     import time
 
@@ -112,13 +119,15 @@ def heatmap_row(vlm, image, question: str, target, is_correct, hcfg, max_new_tok
         write_atomic(mask_path, hm.save)
         row["mask_file"] = mask_path.name
     sel = hm.selection
-    f = H.faithfulness(vlm, prepared, sel, hm.mask, batch=hcfg.batch, config=hcfg)
-    row.update(deletion=f.deletion, insertion=f.insertion)
+    if others:
+        f = H.faithfulness(vlm, prepared, sel, hm.mask, batch=hcfg.batch, config=hcfg)
+        row.update(deletion=f.deletion, insertion=f.insertion)
     if target is not None:
-        maps = {"igos": hm.importance(),
-                "attention": H.attention_saliency(vlm, prepared, sel),
-                "gradient": H.gradient_saliency(vlm, prepared, sel),
-                "random": np.random.default_rng(seed).random(np.asarray(target).shape)}
+        maps = {"igos": hm.importance()}
+        if others:
+            maps.update(attention=H.attention_saliency(vlm, prepared, sel),
+                        gradient=H.gradient_saliency(vlm, prepared, sel),
+                        random=np.random.default_rng(seed).random(np.asarray(target).shape))
         for name, m in maps.items():
             pl = H.plausibility(m, target)
             row[f"{name}_pointing"] = float(pl["pointing"])
@@ -175,7 +184,7 @@ def run(vlm, item, cfg: Config = Config(), mask_dir: Path | None = None,
         row = heatmap_row(vlm, item.image, text, target.mask, judge(item, truth), hcfg,
                           cfg.max_new_tokens,
                           mask_dir / f"{tag}-{kind}.safetensors" if mask_dir else None,
-                          seed=[seed, len(rows)])
+                          seed=[seed, len(rows)], others=cfg.others)
         rows.append({"kind": kind, "truth": truth, "target": target.name, **row})
     return pd.DataFrame(rows)
 
@@ -212,7 +221,7 @@ def summarise(df: pd.DataFrame) -> dict:
            "accuracy": round(float(answered.astype(float).mean()), 4) if len(answered) else None}
     plaus = ok.dropna(subset=["igos_mass"]) if "igos_mass" in ok else ok.iloc[:0]
     for m in ("igos", "attention", "gradient", "random"):
-        if len(plaus):
+        if len(plaus) and f"{m}_mass" in plaus:  # ``others`` off: iGOS's only
             out[f"mass[{m}]"] = round(float(plaus[f"{m}_mass"].mean()), 4)
             out[f"pointing[{m}]"] = round(float(plaus[f"{m}_pointing"].mean()), 4)
     if len(plaus):
