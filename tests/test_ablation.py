@@ -283,6 +283,75 @@ def test_ablate_object_reports_top_and_answer_probabilities(tiny, scene, mean):
     assert r.p_after == pytest.approx(float(after[first]), abs=1e-5)
 
 
+def _explicit_ablated_greedy(vlm, prepared, positions, vector, steps):
+    """Reference for ``ablated_answers``: a pre-hook on the language model writing ``vector`` at
+    ``positions`` of the prompt's embeddings, then a plain greedy loop without a cache (the
+    whole sequence each step, ablated each time); returns (ids, p of the first step)."""
+    from vlmscope.hooks import hooked
+
+    def put(module, args, kwargs):
+        emb = kwargs["inputs_embeds"].clone()
+        emb[:, positions] = vector.to(emb)
+        return args, {**kwargs, "inputs_embeds": emb}
+
+    stop = {vlm.tokenizer.eos_token_id}
+    inputs, ids, first = dict(prepared.inputs), [], None
+    with torch.no_grad(), hooked(vlm.adapter.language_model, put, pre=True):
+        for _ in range(steps):
+            probs = torch.softmax(vlm.model(**inputs).logits[0, -1].float(), -1)
+            first = probs if first is None else first
+            t = int(probs.argmax())
+            if t in stop:
+                break
+            ids.append(t)
+            step = torch.tensor([[t]], device=inputs["input_ids"].device)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], step], 1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"],
+                                                  torch.ones_like(step)], 1)
+    return ids, first
+
+
+def test_ablations_as_batch_rows_equal_one_explicit_ablation_each(tiny, scene, mean,
+                                                                 monkeypatch):
+    """Several token sets as batch rows of one generation (5 sets in rows of 2: a partial
+    last batch; one set empty) give what each ablation gives alone in an explicit greedy loop:
+    the answer, p(first token) and the top probability; out of memory, the batch halves."""
+    p = tiny.prepare(scene.image, "describe the image .")
+    first = tiny.generate(p, max_new_tokens=1).token_ids
+    n = p.groups.image.numel()
+    sets = [[0, 1, 2], [], list(range(n)), [n - 1], list(range(0, n, 2))]
+    calls, rows = [], A._rows_ablated
+
+    def counting(vlm, prep, inputs, positions, *rest):
+        calls.append(len(positions))
+        return rows(vlm, prep, inputs, positions, *rest)
+
+    monkeypatch.setattr(A, "_rows_ablated", counting)
+    got = A.ablated_answers(tiny, p, sets, first, vector=mean.vector, max_new_tokens=6, batch=2)
+    assert calls == [2, 2, 1]  # batched generations, not one per set
+    assert len(got) == len(sets)
+    for toks, g in zip(sets, got):
+        ids, probs = _explicit_ablated_greedy(tiny, p, p.groups.image[torch.as_tensor(
+            toks, dtype=torch.long)], mean.vector, 6)
+        assert g["answer"].token_ids.tolist() == ids, toks
+        assert g["p_first"] == pytest.approx(float(probs[int(first[0])]), abs=1e-5)
+        assert g["p_top"] == pytest.approx(float(probs.max()), abs=1e-5)
+
+    def tight(vlm, prep, inputs, positions, *rest):  # an accelerator that fits one row
+        if len(positions) > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return rows(vlm, prep, inputs, positions, *rest)
+
+    monkeypatch.setattr(A, "_rows_ablated", tight)
+    with pytest.warns(RuntimeWarning, match="out of memory with 2 ablations"):
+        again = A.ablated_answers(tiny, p, sets[:3], first, vector=mean.vector,
+                                  max_new_tokens=6, batch=2)
+    assert [a["answer"].token_ids.tolist() for a in again] == [
+        g["answer"].token_ids.tolist() for g in got[:3]]
+    with pytest.raises(IndexError, match="token indices"):
+        A.ablated_answers(tiny, p, [[n]], first, vector=mean.vector)
+
+
 def test_loss_table_counts_and_intervals():
     df = pd.DataFrame({"task": ["vqa"] * 5, "rule": ["object"] * 5, "rings": [0] * 5,
                        "n_tokens": [4, 4, 6, 6, 5],

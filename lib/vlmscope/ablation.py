@@ -123,14 +123,94 @@ def ablated(vlm, prepared, tokens, vector: torch.Tensor | None = None, mode: str
         raise ValueError(f"mode must be 'mean' or 'zeros', not {mode!r}")
     if mode == "mean" and vector is None:
         raise ValueError("mode='mean' needs the mean vector (see mean_vector)")
+    positions = _image_positions(prepared, tokens)
+    value = 0.0 if mode == "zeros" else vector  # written at the LM input, prefill only
+    with vlm.intervene(prepared, {"lm.input": set_at(positions, value)}):
+        yield
+
+
+def _image_positions(prepared, tokens) -> torch.Tensor:
+    """Sequence positions of image ``tokens`` (indices into the image tokens), checked."""
     idx = torch.as_tensor(np.asarray(tokens, dtype=np.int64).reshape(-1))
     n_image = prepared.groups.image.numel()
     if idx.numel() and (idx.min() < 0 or idx.max() >= n_image):
         raise IndexError(f"token indices must lie in 0..{n_image - 1}")
-    positions = prepared.groups.image[idx]
-    value = 0.0 if mode == "zeros" else vector  # written at the LM input, prefill only
+    return prepared.groups.image[idx]
+
+
+def ablated_answers(vlm, prepared, token_sets, first, vector: torch.Tensor | None = None,
+                    mode: str = "mean", max_new_tokens: int = 48, batch: int = 16) -> list[dict]:
+    """For each of ``token_sets``: what ``ablated`` with those tokens gives, as a dict with
+    ``answer`` (the greedy ``Generation``), ``p_first`` (the probability of token ``first``,
+    a 1-element id tensor or empty for NaN, at the first answer position) and ``p_top`` (the
+    largest next-token probability there).
+
+    The sets run as batch rows of one generation (the prompt repeated, each row with its own
+    tokens replaced during prefill), ``batch`` rows at a time, halved when the accelerator
+    runs out of memory; the first step's logits give both probabilities, so they cost no
+    forward of their own. Where the processor cannot repeat the prompt (``repeated_inputs``
+    is None) the sets run one at a time, as ``ablated``, ``generate`` and ``score`` would.
+    """
+    if mode not in ("mean", "zeros"):
+        raise ValueError(f"mode must be 'mean' or 'zeros', not {mode!r}")
+    if mode == "mean" and vector is None:
+        raise ValueError("mode='mean' needs the mean vector (see mean_vector)")
+    positions = [_image_positions(prepared, t) for t in token_sets]
+    value = 0.0 if mode == "zeros" else vector
+    first = torch.as_tensor(first, dtype=torch.long).reshape(-1)[:1]
+    out, pos, size = [], 0, max(1, int(batch))
+    while pos < len(positions):
+        part = positions[pos:pos + size]
+        inputs = vlm.repeated_inputs(prepared, len(part)) if len(part) > 1 else prepared.inputs
+        try:
+            if inputs is None:  # one at a time
+                out += [_one_ablated(vlm, prepared, p, value, first, max_new_tokens) for p in part]
+            else:
+                out += _rows_ablated(vlm, prepared, inputs, part, value, first, max_new_tokens)
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+            if not out_of_memory(e) or size == 1:
+                raise
+            size = max(1, size // 2)
+            warnings.warn(f"out of memory with {len(part)} ablations in a batch: continuing with "
+                          f"{size}", RuntimeWarning, stacklevel=2)
+            continue
+        pos += len(part)
+    return out
+
+
+def _probabilities(logits: torch.Tensor, first: torch.Tensor) -> tuple[list, list]:
+    """Per row of ``logits`` ``[rows, vocab]``: p(first) (NaN without one) and the top p."""
+    probs = torch.softmax(logits.float(), -1)
+    top = probs.max(-1).values.tolist()
+    p_first = (probs[:, int(first[0])].tolist() if first.numel()
+               else [float("nan")] * probs.shape[0])
+    return p_first, top
+
+
+def _rows_ablated(vlm, prepared, inputs, positions, value, first, max_new_tokens) -> list[dict]:
+    def edit(h, call):
+        if call.prefill is False:
+            return None
+        h = h.clone()
+        for r, p in enumerate(positions):
+            if p.numel():
+                h[r, p.to(h.device)] = (value.to(h.device, h.dtype) if torch.is_tensor(value)
+                                        else value)
+        return h
+
+    with vlm.intervene(prepared, {"lm.input": edit}):
+        gens, logits = vlm.generate_rows(prepared, inputs, max_new_tokens=max_new_tokens)
+    p_first, top = _probabilities(logits, first)
+    return [{"answer": g, "p_first": pf, "p_top": pt} for g, pf, pt in zip(gens, p_first, top)]
+
+
+def _one_ablated(vlm, prepared, positions, value, first, max_new_tokens) -> dict:
     with vlm.intervene(prepared, {"lm.input": set_at(positions, value)}):
-        yield
+        gen = vlm.generate(prepared, max_new_tokens=max_new_tokens)
+        with torch.no_grad():
+            logits = vlm.model(**prepared.inputs, logits_to_keep=1).logits[:, -1]
+    p_first, top = _probabilities(logits, first)
+    return {"answer": gen, "p_first": p_first[0], "p_top": top[0]}
 
 
 # ------------------------------------------------------------- token choices
@@ -337,23 +417,23 @@ def ablate_object(vlm, image, mask, tasks: dict, mean: MeanVector, rings=(0, 1, 
         target = first if first.numel() else answer_ids(vlm.tokenizer, vlm.chat_text(question), "yes")
         attribution = (ig_attribution(vlm, p, target, baseline=mean.vector,
                                       embeddings=emb, rule=ig_rule) if "ig" in rules else None)
+        conditions = []  # (rings, rule, tokens): all ablated at once, as batch rows
         for r in rings:
             obj_tokens = p.geometry.tokens_for_mask(mask, rings=r)
             for rule in rules:
-                toks = choose_tokens(rule, len(obj_tokens), object_tokens=obj_tokens, norms=norms,
-                                     attribution=attribution, n_image=n_image,
-                                     seed=[*np.atleast_1d(seed).tolist(), r])
-                with ablated(vlm, p, toks, vector=mean.vector, mode=mode):
-                    after = vlm.generate(p, max_new_tokens=max_new_tokens)
-                    p_after = (float(vlm.score(p, first).logprobs.exp()[0]) if first.numel()
-                               else float("nan"))
-                    p_top_after = _top_probability(vlm, p)
-                rows.append({"rings": r, "rule": rule, "task": task, "n_tokens": int(len(toks)),
-                             "n_high_norm": n_high, "answer_before": base.text,
-                             "answer_after": after.text, "correct_before": before,
-                             "correct_after": bool(ok(after.text)), "p_before": p_before,
-                             "p_after": p_after, "p_top_before": p_top_before,
-                             "p_top_after": p_top_after})
+                conditions.append((r, rule, choose_tokens(
+                    rule, len(obj_tokens), object_tokens=obj_tokens, norms=norms,
+                    attribution=attribution, n_image=n_image,
+                    seed=[*np.atleast_1d(seed).tolist(), r])))
+        after = ablated_answers(vlm, p, [c[2] for c in conditions], first, vector=mean.vector,
+                                mode=mode, max_new_tokens=max_new_tokens)
+        for (r, rule, toks), a in zip(conditions, after):
+            rows.append({"rings": r, "rule": rule, "task": task, "n_tokens": int(len(toks)),
+                         "n_high_norm": n_high, "answer_before": base.text,
+                         "answer_after": a["answer"].text, "correct_before": before,
+                         "correct_after": bool(ok(a["answer"].text)), "p_before": p_before,
+                         "p_after": a["p_first"], "p_top_before": p_top_before,
+                         "p_top_after": a["p_top"]})
     return pd.DataFrame(rows)
 
 

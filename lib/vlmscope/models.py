@@ -173,7 +173,26 @@ class VLM:
         kwargs.setdefault("do_sample", False)
         out = self.model.generate(**prepared.inputs, max_new_tokens=max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id, **kwargs)
-        new = out[0, prepared.input_ids.shape[1]:].cpu()
+        return self._generation(prepared, out[:1])
+
+    @torch.no_grad()
+    def generate_rows(self, prepared: Prepared, inputs: dict, max_new_tokens: int = 64,
+                      **kwargs) -> tuple[list[Generation], torch.Tensor]:
+        """Greedy generation for the batch rows ``inputs`` of ``prepared``'s prompt
+        (``repeated_inputs``; rows that differ only by edits at hook sites, so no padding):
+        one ``Generation`` per row, each as ``generate`` would give it, and the first step's
+        logits ``[rows, vocab]`` (the next-token distribution at the last prompt position)."""
+        kwargs.setdefault("do_sample", False)
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, output_logits=True,
+                                  return_dict_in_generate=True, **kwargs)
+        rows = [self._generation(prepared, out.sequences[r:r + 1])
+                for r in range(out.sequences.shape[0])]
+        return rows, out.logits[0]
+
+    def _generation(self, prepared: Prepared, sequence: torch.Tensor) -> Generation:
+        """The ``Generation`` of one row ``[1, prompt + new]``: new tokens up to the first stop."""
+        new = sequence[0, prepared.input_ids.shape[1]:].cpu()
         stop = set(_as_list(self.model.generation_config.eos_token_id))
         stop.add(self.tokenizer.eos_token_id)
         stop.discard(None)
@@ -185,7 +204,7 @@ class VLM:
         ids = torch.tensor(keep, dtype=torch.long)
         return Generation(
             text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-            token_ids=ids, sequence=out[:, :prepared.input_ids.shape[1] + len(keep)].cpu(),
+            token_ids=ids, sequence=sequence[:, :prepared.input_ids.shape[1] + len(keep)].cpu(),
             groups=prepared.groups.with_generated(len(keep)),
             tokens=self.tokenizer.convert_ids_to_tokens(keep))
 
