@@ -8,6 +8,8 @@ PY         := $(VENV)/bin/python
 #   make setup TORCH_SPEC=torch        (Linux wheels on PyPI are CUDA builds)
 TORCH_SPEC ?= torch==2.13.0
 NB_ARGS    ?=
+# notebooks executed at once (each kernel gets an equal share of the CPU threads; docs/performance.md)
+NB_JOBS    ?= 2
 PYTEST_ARGS ?=
 # The oldest transformers the suite passes on, read from pyproject.toml ("transformers>=X,<6"):
 # `make test-floor` runs the fast tests in a second environment pinned to exactly that release.
@@ -26,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 figures: setup
-	$(PY) -m vlmscope notebooks run --out figures $(NB_ARGS)
+	$(PY) -m vlmscope notebooks run --out figures --jobs $(NB_JOBS) $(NB_ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

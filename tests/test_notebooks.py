@@ -407,3 +407,54 @@ def test_run_notebooks_hands_papermill_the_cell_timeout(tmp_path, monkeypatch):
     assert seen["execution_timeout"] == 7
     run_notebooks(out=tmp_path, only=["01"], progress=False)
     assert seen["execution_timeout"] is None  # users' long cells on real models are not cut
+
+
+def _tiny_notebook(path, body: str):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('figures_dir = "."')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+def test_run_notebooks_with_jobs_runs_them_at_once_in_order_and_reports_failures(tmp_path,
+                                                                               monkeypatch):
+    """``jobs=2``: two kernels at a time, each told its share of the CPU threads; the executed
+    copies come back in the notebooks' order, a failing notebook is reported through
+    ``on_done`` (``keep_going``) or raised, and the others are not lost."""
+    import os
+
+    import papermill as pm
+
+    from vlmscope import notebooks
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    write = ("import os, pathlib, time\n"
+             "pathlib.Path(figures_dir, '{name}.txt').write_text("
+             "os.environ.get('OMP_NUM_THREADS', 'unset') + ' ' + str(os.getpid()))\n"
+             "time.sleep(1)")
+    for name in ("00_a", "01_b"):
+        _tiny_notebook(src / f"{name}.ipynb", write.format(name=name))
+    _tiny_notebook(src / "02_fail.ipynb", "raise ValueError('boom')")
+    monkeypatch.setattr(notebooks, "notebook_dir", lambda: src)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    seen = []
+    out = tmp_path / "out"
+    done = run_notebooks(out=out, jobs=2, keep_going=True, progress=False,
+                         on_done=lambda p, s, e: seen.append((p.name, e)))
+    assert [p.name for p in done] == ["00_a.ipynb", "01_b.ipynb"]
+    errors = {name: e for name, e in seen}
+    assert set(errors) == {"00_a.ipynb", "01_b.ipynb", "02_fail.ipynb"}
+    assert errors["00_a.ipynb"] is None and errors["02_fail.ipynb"].ename == "ValueError"
+    assert "boom" in errors["02_fail.ipynb"].evalue
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    records = [(out / f"{n}.txt").read_text().split() for n in ("00_a", "01_b")]
+    assert [r[0] for r in records] == [share, share]
+    assert "OMP_NUM_THREADS" not in os.environ  # the parent's own threads are left alone
+    with pytest.raises(pm.PapermillExecutionError, match="boom"):
+        run_notebooks(out=tmp_path / "again", jobs=2, progress=False)
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        run_notebooks(out=tmp_path / "none", jobs=0)

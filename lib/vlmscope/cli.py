@@ -6,7 +6,7 @@
     python -m vlmscope organism train --model organism-vit-m8-lm --out DIR   (a training variant)
     python -m vlmscope organism train-zoo --out data/organism
     python -m vlmscope organism export --model RUN_DIR --out DIR   (a run's last checkpoint)
-    python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [-p key=value ...]
+    python -m vlmscope notebooks run [--model ID] [--images DIR] [--quick] [--out figures] [--only 00] [--jobs N] [-p key=value ...]
     python -m vlmscope models [--selftest [--family F ...] [--device cuda] [--standins]] [--markdown]
     python -m vlmscope run FINDING [--model M] [--n N] [--seed S] [--out DIR] [--images DIR] [finding flags]
         (FINDING: fractions maps knockout compression heatmaps ablation lens lastpos agreement;
@@ -365,7 +365,8 @@ def _notebooks(args) -> int:
             print(f"{path}\t{seconds:.1f}s", flush=True)
 
     run_notebooks(out=args.out, only=args.only, parameters=params, model_id=args.model,
-                  images=args.images, quick=args.quick, on_done=report, keep_going=True)
+                  images=args.images, quick=args.quick, on_done=report, keep_going=True,
+                  jobs=args.jobs)
     if failed:
         print(f"vlmscope: error: {len(failed)} notebook(s) failed: {', '.join(failed)} (the "
               "executed copies show the failing cell)", file=sys.stderr)
@@ -422,6 +423,9 @@ def main(argv=None) -> int:
     nb.add_argument("--quick", action="store_true",
                     help="small settings (a few images, short answers, short iGOS) for a fast "
                          "end-to-end pass; -p values override them")
+    nb.add_argument("--jobs", type=_at_least(1), default=1,
+                    help="notebooks run at once, each kernel with an equal share of the CPU "
+                         "threads, the longest started first (make figures: 2)")
 
     args = parser.parse_args(argv)
     from .runs import StoreBusyError

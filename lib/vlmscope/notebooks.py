@@ -95,10 +95,41 @@ def list_notebooks(only=None) -> list[Path]:
     return found
 
 
+# The notebooks that take longest on the organism (docs/performance.md), started first when
+# several run at once, so that no long one is left alone at the end.
+LONGEST_FIRST = ("06", "07", "10", "04", "05")
+
+
+def _execute(nb: str, target: str, params: dict, kernel_name: str, progress: bool,
+             cell_timeout: int | None, threads: int | None = None) -> tuple[float, dict | None]:
+    """Execute one notebook with papermill: ``(seconds, error)``, ``error`` None or the
+    ``PapermillExecutionError``'s fields (a plain dict: it crosses process boundaries).
+    ``threads``: the kernel's CPU threads (``OMP_NUM_THREADS``, inherited by the kernel), unless
+    the environment already sets them."""
+    import os
+    import time
+
+    import papermill as pm
+
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(threads))
+    start = time.time()
+    try:
+        pm.execute_notebook(nb, target, parameters=params, cwd=str(Path(nb).parent),
+                            kernel_name=kernel_name, progress_bar=progress,
+                            execution_timeout=cell_timeout,
+                            kernel_manager_class=PollingKernelManager)
+    except pm.PapermillExecutionError as e:
+        return time.time() - start, {k: getattr(e, k) for k in (
+            "cell_index", "exec_count", "source", "ename", "evalue", "traceback")}
+    return time.time() - start, None
+
+
 def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = "python3",
                   progress: bool = True, model_id: str | None = None, images: str | None = None,
                   quick: bool = False, on_done=None, keep_going: bool = False,
-                  cell_timeout: int | None = None) -> list[Path]:
+                  cell_timeout: int | None = None, jobs: int = 1) -> list[Path]:
     """Run each notebook with ``figures_dir=out`` (plus ``parameters``); return executed copies.
 
     Executed notebooks land in ``out/executed/``; figures and their data in ``out/``;
@@ -117,10 +148,18 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
     hung kernel fails the test instead of holding the run). The kernel's
     messages are read with ``PollingKernelManager``'s client, so a reply that
     pyzmq failed to wake the client for is picked up within a second.
+    ``jobs`` > 1 runs that many notebooks at once (each in a worker process with its own
+    kernel, the CPU's threads shared out between them, the longest notebooks started first;
+    ``on_done`` is called as each finishes): the many single-threaded stretches of a notebook
+    (start-up, imports, plotting, short generations) then overlap. The returned list keeps
+    the notebooks' order.
     """
-    import time
+    import os
 
     import papermill as pm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
 
     if images:
         from .datasets.folder import load_images
@@ -129,7 +168,7 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
         images = str(Path(images).resolve())
     out = Path(out).resolve()
     (out / "executed").mkdir(parents=True, exist_ok=True)
-    done = []
+    plan = []
     for nb in list_notebooks(only):
         target = out / "executed" / nb.name
         auto = dict(QUICK.get(number(nb), {})) if quick else {}
@@ -145,21 +184,42 @@ def run_notebooks(out="figures", only=None, parameters=None, kernel_name: str = 
                   "synthetic scenes, not on the image folder", flush=True)
         params = {"figures_dir": str(out), **{k: v for k, v in auto.items() if k in declared},
                   **(parameters or {})}
-        start = time.time()
-        error = None
-        try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent),
-                                kernel_name=kernel_name, progress_bar=progress,
-                                execution_timeout=cell_timeout,
-                                kernel_manager_class=PollingKernelManager)
-        except pm.PapermillExecutionError as e:
-            if not keep_going:
-                raise
-            error = e
+        plan.append((nb, target, params))
+    ok = set()
+
+    def finished(target, seconds, fields):
+        error = None if fields is None else pm.PapermillExecutionError(**fields)
+        if error is not None and not keep_going:
+            raise error
         if on_done is not None:
-            on_done(target, time.time() - start, error)
+            on_done(target, seconds, error)
         if error is None:
-            done.append(target)
+            ok.add(target)
+
+    if jobs == 1 or len(plan) < 2:
+        for nb, target, params in plan:
+            finished(target, *_execute(str(nb), str(target), params, kernel_name, progress,
+                                       cell_timeout))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        order = sorted(plan, key=lambda p: (LONGEST_FIRST.index(number(p[0]))
+                                            if number(p[0]) in LONGEST_FIRST
+                                            else len(LONGEST_FIRST), p[0].name))
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_execute, str(nb), str(target), params, kernel_name, False,
+                                   cell_timeout, threads): target for nb, target, params in order}
+            try:
+                for f in as_completed(futures):
+                    finished(futures[f], *f.result())
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    done = [target for _, target, _ in plan if target in ok]
     from .gallery import write_gallery
 
     gallery = write_gallery(out)  # every figure in ``out`` (also earlier runs') with its finding
