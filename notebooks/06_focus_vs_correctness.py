@@ -50,13 +50,13 @@
 # %% tags=["parameters"]
 models = ["organism-vit-s", "organism-vit-m", "organism-siglip-s", "organism-siglip-m"]
 model_id = ""  # one model instead of the zoo: its focus vs correctness only (no design vs scale)
-n_scenes = 12  # scenes per model, asked "color" and "where" (a folder's images: "where", "exists")
+n_scenes = 8  # scenes per model, asked "color" and "where" (a folder's images: "where", "exists"); full size: 24
 seed = 0
 iterations = 5  # iGOS+ settings (notebook 05); the reference README's run
 ig_iter = 10
 mask_size = 32
 preset = "reference"  # HeatmapConfig preset: "reference" (the released code's definitions) or "vlmscope"
-noise_seeds = 3  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05)
+noise_seeds = 2  # iGOS+ runs per answer (noise seeds 0..n-1), averaged: one run is noisy (notebook 05); full size: 3
 top_fraction = 0.1  # top-10% pixels for the IoU between two models' maps
 n_permutations = 9999
 images = ""  # empty: the synthetic world; else your image folder or COCO copy (docs/images.md)

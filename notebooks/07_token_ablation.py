@@ -49,7 +49,7 @@
 
 # %% tags=["parameters"]
 model_id = "organism"
-n_scenes = 12
+n_scenes = 8  # about 20 objects; full size: 40 scenes (about 100 objects, the intervals a third as wide)
 seed = 0
 n_reference = 32  # scenes for the mean visual-token vector
 max_new_tokens = 48
