@@ -26,7 +26,8 @@ CLOSING = {"00": ("accuracy_vs_chance(", "accuracy_found("),
            "06": ("finding.zoo_vs_paper(", "finding.zoo_found("),
            "07": ("finding.vs_paper(", "finding.what_we_found("),
            "08": ("finding.vs_paper(", "finding.what_we_found("),
-           "09": ("finding.vs_paper(", "finding.what_we_found(")}
+           "09": ("finding.vs_paper(", "finding.what_we_found("),
+           "11": ("M.vs_paper(", "M.what_we_found(")}
 
 
 @pytest.mark.parametrize("prefix", sorted(CLOSING))

@@ -116,3 +116,59 @@ def test_benchmark_script_merges_rows_into_json(tmp_path, capsys):
     assert data["rows"]["s"]["ablation_lost"] is None and data["rows"]["s"]["accuracy"] is None
     printed = capsys.readouterr().out
     assert "| `s` | 2 |" in printed and "| `earlier` | - |" in printed
+
+
+# ------------------------------------------------------------- notebook 11's helpers
+def _row(ko_gen=0.0, ko_txt=1.0, lens=0.05, L=4, curve=None):
+    curve = curve or [ko_gen] + [1.0] * L
+    return {"n_layers": L, "knockout_f1_all_layers": {"img->gen": ko_gen, "img->txt": ko_txt,
+                                                      "img->txt+gen": 0.0},
+            "knockout_start_curve": {"img->gen": curve, "img->txt": [ko_txt] + [1.0] * L,
+                                     "img->txt+gen": [0.0] + [1.0] * L},
+            "lens_share_by_layer": [lens] * L, "lens_best_layer": L - 1, "lens_best_share": lens,
+            "fractions_by_layer": {"image": [0.5] * L},
+            "shows_query_routing": ko_gen >= 0.2 and ko_txt <= 0.5,
+            "shows_lens_object_words": lens >= 0.1, "accuracy": {"describe_f1": 0.99}}
+
+
+def test_finished_rows_drop_checkpoints_and_the_table_puts_the_paper_first():
+    from vlmscope.organism import mechanisms as M
+
+    rows = M.finished_rows({"rows": {"organism-vit-m": _row(), "organism-vit-m8@C300": _row(),
+                                     "organism-vit-m8": _row(L=8)}})
+    assert list(rows) == ["organism-vit-m", "organism-vit-m8"]
+    t = M.variants_table(rows)
+    assert t.model.tolist()[0].startswith("paper") and t.model.tolist()[1:] == list(rows)
+    assert t.changes.tolist()[1:] == ["the bundled recipe (vit tower, 4-layer decoder)",
+                                      "8 decoder layers"]
+    assert t["lens best depth"].tolist()[1:] == [1.0, 1.0]
+
+
+def test_what_we_found_and_vs_paper_follow_the_rows():
+    from vlmscope.organism import mechanisms as M
+
+    none = M.what_we_found({"a": _row(curve=[0.0, 0.5, 1.0, 1.0, 1.0])})
+    assert "none routes the image through the query" in none and "none reaches a lens share" in none
+    assert "harmless from layer 2 of 4" in none and "layers 0-1" in none
+    both = M.what_we_found({"a": _row(), "b": _row(ko_gen=0.4, ko_txt=0.1, lens=0.2)})
+    assert "b routes the image through the query tokens" in both
+    assert "b shows object words in the lens" in both
+    t = M.vs_paper({"a": _row(lens=0.07)})
+    assert t["a"].tolist() == [0.0, 1.0, 0.07] and t["paper (LLaVA-1.5-7B)"].tolist()[0] == 0.4
+
+
+def test_compare_rows_flags_a_number_that_moved(tmp_path):
+    import json
+
+    from vlmscope.organism import mechanisms as M
+
+    rec = _row()
+    moved = json.loads(json.dumps(rec))
+    moved["knockout_start_curve"]["img->gen"][1] = 0.5
+    c = M.compare_rows(moved, rec)
+    assert c.same.sum() == len(c) - 1
+    assert c[~c.same].quantity.tolist() == ["knockout_start_curve[img->gen][1]"]
+    assert not M.compare_rows(rec, None).same.any()  # nothing recorded: nothing is "the same"
+    s = M.write(tmp_path, {"a": rec}, c)
+    assert json.loads((tmp_path / "11_summary.json").read_text()) == s
+    assert s["live_same_as_recorded"] == len(c) - 1 and s["query_routing"] == []

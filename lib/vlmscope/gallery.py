@@ -125,8 +125,15 @@ def _10a(s):
             "on the object")
 
 
+def _11(s):
+    routing = ", ".join(s["query_routing"]) or "none"
+    return (f"of {len(s['models'])} organism variants, query routing: {routing}; best lens share "
+            f"{s['best_lens_share']:.3f} ({s['best_lens_model']}) against the paper's "
+            f"{s['paper_lens_share']}")
+
+
 LINES = {"00": _00, "01": _01, "02": _02, "03": _03, "04": _04, "05": _05, "06": _06, "07": _07,
-         "08": _08, "09": _09, "10a": _10a}
+         "08": _08, "09": _09, "10a": _10a, "11": _11}
 
 
 def _prefix(name: str) -> str:

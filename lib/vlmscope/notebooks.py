@@ -29,6 +29,7 @@ QUICK = {
     "10": {"n_scenes": 1, "methods": ["attention", "gradient", "patching"], "kinds": ["color"],
            "models": [], "noise_seeds": 1},
     "10a": {"n_objects": 2, "n_reference": 3},
+    "11": {"n_scenes": 1},
 }
 
 

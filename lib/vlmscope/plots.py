@@ -946,3 +946,50 @@ def method_maps(ex, methods=None, title: str = ""):
     fig.suptitle(title or f"{q.text} -> {q.answer!r} (expected {q.expected!r})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def mechanism_variants(rows: dict, paper: dict):
+    """Notebook 11: per measured model (``rows``: model -> mechanism row,
+    ``organism.mechanisms.measure``), left the description's object F1 when image->generated
+    edges are cut from a depth on (0 = every layer, 1 = none), right the lens share of object
+    patches read as their colour or shape word by depth; the paper's LLaVA-1.5 figures marked
+    (stars) and the lens criterion dashed. Depth is a share of each model's layers, so models
+    of 2, 4 and 8 layers share an axis."""
+    import pandas as pd
+
+    from .organism.mechanisms import LENS_SHARE
+
+    ko, lens = [], []
+    for name, r in rows.items():
+        L = r["n_layers"]
+        ko += [{"model": name, "depth": s / L, "f1": f}
+               for s, f in enumerate(r["knockout_start_curve"]["img->gen"])]
+        lens += [{"model": name, "depth": (i + 1) / L, "share": v}
+                 for i, v in enumerate(r["lens_share_by_layer"])]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.4, 3.6))
+    order = list(rows)
+    _curves(a, pd.DataFrame(ko), "depth", "f1", by="model", order=order)
+    a.plot([0], [paper["knockout_f1_all_layers"]["img->gen"]], marker="*", ms=14, color="black",
+           ls="none", label="paper, LLaVA-1.5-7B (left: cut in\nevery layer; right: its best layer)",
+           zorder=20)
+    a.set_xlabel("cut from this depth on (share of layers)")
+    a.set_ylabel("object F1 vs.\nun-knocked description")
+    a.set_ylim(-0.04, 1.06)
+    a.set_title("image -> generated tokens cut", fontsize=9)
+    _curves(b, pd.DataFrame(lens), "depth", "share", by="model", order=order)
+    b.plot([paper["lens_best_layer_fraction"]], [paper["lens_best_share"]], marker="*", ms=14,
+           color="black", ls="none", label="paper, LLaVA-1.5-7B", zorder=20)
+    b.axhline(LENS_SHARE, color="gray", ls="--", lw=1, label=f"criterion ({LENS_SHARE})")
+    b.set_xlabel("layer (share of depth)")
+    b.set_ylabel("object patches read as\ntheir colour or shape")
+    b.set_ylim(0, max(0.3, paper["lens_best_share"] * 1.15))
+    b.set_title("logit lens on object patches", fontsize=9)
+    for ax in (a, b):
+        ax.set_xlim(-0.03, 1.03)
+    handles, labels = b.get_legend_handles_labels()
+    star = a.get_legend_handles_labels()
+    fig.legend(handles[:len(order)] + [star[0][-1], handles[-1]],
+               labels[:len(order)] + [star[1][-1], labels[-1]], loc="lower center",
+               ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    return fig

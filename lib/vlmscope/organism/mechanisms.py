@@ -178,3 +178,148 @@ def table_markdown(rows: list[dict]) -> str:
             f"{g('lens_best_share')} ({g('lens_best_layer')}) | {g('fractions_peak_image_layer')} | "
             f"{lost(r, 'object+1')} | {lost(r, 'random')} |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ notebook 11
+def changes(model: str) -> str:
+    """What a row's model changes against the bundled recipe, in words (its name says which)."""
+    from . import VARIANTS, ZOO
+    from .build import DECODERS
+
+    if model in ZOO:
+        vision, decoder = ZOO[model]
+        return (f"the bundled recipe ({vision} tower, {DECODERS[decoder].layers}-layer "
+                "decoder)")
+    v = VARIANTS.get(model)
+    if v is None:
+        return "a trained directory (see docs/organism.md)"
+    parts = []
+    if v.get("decoder", "m") != "m":
+        parts.append(f"{DECODERS[v['decoder']].layers} decoder layers")
+    if v.get("system"):
+        parts.append("a system message")
+    if v.get("steps_t"):
+        parts.append(f"a text stage ({v['steps_t']} steps)")
+    if v.get("steps_p"):
+        parts.append(f"an alignment stage ({v['steps_p']} steps)")
+    return ", ".join(parts) or "the bundled recipe"
+
+
+def variants_table(rows: dict) -> "pd.DataFrame":
+    """One row per measured model (``rows``: the JSON's model -> row), the paper's row first:
+    what it changes, how well it describes, knockout F1 of the three cuts in every layer, the
+    best lens share and its layer (as a share of depth), and the two verdicts."""
+    import pandas as pd
+
+    p = PAPER
+    out = [{"model": "paper (LLaVA-1.5-7B)", "changes": "-", "layers": 32, "describe F1": None,
+            "KO img->gen": p["knockout_f1_all_layers"]["img->gen"],
+            "KO img->query": p["knockout_f1_all_layers"]["img->txt"],
+            "KO both": p["knockout_f1_all_layers"]["img->txt+gen"],
+            "lens best share": p["lens_best_share"],
+            "lens best depth": p["lens_best_layer_fraction"],
+            "query routing": True, "lens object words": True}]
+    for name, r in rows.items():
+        f1 = r["knockout_f1_all_layers"]
+        out.append({"model": name, "changes": changes(name), "layers": r["n_layers"],
+                    "describe F1": (r.get("accuracy") or {}).get("describe_f1"),
+                    "KO img->gen": f1["img->gen"], "KO img->query": f1["img->txt"],
+                    "KO both": f1["img->txt+gen"], "lens best share": r["lens_best_share"],
+                    "lens best depth": round((r["lens_best_layer"] + 1) / r["n_layers"], 2),
+                    "query routing": r["shows_query_routing"],
+                    "lens object words": r["shows_lens_object_words"]})
+    return pd.DataFrame(out)
+
+
+def compare_rows(live: dict, recorded: dict | None, tol: float = 1e-3) -> "pd.DataFrame":
+    """Each knockout, lens and fractions number of a row measured now beside the recorded one
+    (quantity, live, recorded, same: within ``tol``); recorded None: the live numbers alone."""
+    import pandas as pd
+
+    def flat(row):
+        out = {}
+        for k in ("knockout_f1_all_layers", "knockout_start_curve", "lens_share_by_layer",
+                  "fractions_by_layer"):
+            v = row.get(k)
+            items = v.items() if isinstance(v, dict) else [("", v)]
+            for sub, vals in items:
+                vals = vals if isinstance(vals, list) else [vals]
+                for i, x in enumerate(vals):
+                    out[f"{k}[{sub}]" + (f"[{i}]" if len(vals) > 1 else "")] = x
+        return out
+
+    a, b = flat(live), flat(recorded or {})
+    return pd.DataFrame([{"quantity": k, "live": v, "recorded": b.get(k),
+                          "same": b.get(k) is not None and abs(v - b[k]) <= tol}
+                         for k, v in a.items()])
+
+
+def vs_paper(rows: dict) -> "pd.DataFrame":
+    """The papers' two mechanisms beside every measured model: knockout F1 with image->generated
+    and with image->query cut in every layer, and the best lens share."""
+    import pandas as pd
+
+    p = PAPER
+    quantities = [("KO img->gen, all layers (F1)", p["knockout_f1_all_layers"]["img->gen"],
+                   lambda r: r["knockout_f1_all_layers"]["img->gen"]),
+                  ("KO img->query, all layers (F1)", p["knockout_f1_all_layers"]["img->txt"],
+                   lambda r: r["knockout_f1_all_layers"]["img->txt"]),
+                  ("lens: object patches read as their colour or shape (best layer)",
+                   p["lens_best_share"], lambda r: r["lens_best_share"])]
+    return pd.DataFrame([{"quantity": q, "paper (LLaVA-1.5-7B)": paper,
+                          **{name: get(r) for name, r in rows.items()}}
+                         for q, paper, get in quantities])
+
+
+def what_we_found(rows: dict) -> str:
+    """Sentences from the rows: which models show query routing and lens object words (the
+    criteria above), what the image-reading layers are, and what is left untested."""
+    routing = [m for m, r in rows.items() if r["shows_query_routing"]]
+    words = [m for m, r in rows.items() if r["shows_lens_object_words"]]
+    best = max(rows, key=lambda m: rows[m]["lens_best_share"])
+    text = [f"Of {len(rows)} models measured, "
+            + (f"{', '.join(routing)} route{'s' if len(routing) == 1 else ''} the image through "
+               "the query tokens" if routing else "none routes the image through the query "
+               f"tokens (the criterion: F1 >= {QUERY_ROUTING_F1} with image->generated cut in "
+               f"every layer while cutting image->query leaves <= {QUERY_CUT_F1})")
+            + ", and " + (f"{', '.join(words)} show{'s' if len(words) == 1 else ''} object "
+                          "words in the lens" if words else
+                          f"none reaches a lens share of {LENS_SHARE} (best: "
+                          f"{rows[best]['lens_best_share']:.3f}, `{best}`, against the paper's "
+                          f"{PAPER['lens_best_share']})") + "."]
+    for m, r in rows.items():
+        curve = r["knockout_start_curve"]["img->gen"]
+        L = r["n_layers"]
+        safe = next((s for s, f in enumerate(curve) if f >= 0.9), L)
+        text.append(f"`{m}` ({changes(m)}): description F1 "
+                    f"{r['knockout_f1_all_layers']['img->gen']:.2f} with image->generated cut in "
+                    f"every layer, {r['knockout_f1_all_layers']['img->txt']:.2f} with "
+                    f"image->query cut; the cut is harmless from layer {safe} of {L} on, so the "
+                    f"generated tokens read the image in layers 0-{max(safe - 1, 0)}.")
+    return " ".join(text)
+
+
+def finished_rows(data: dict) -> dict:
+    """The recorded rows (``benchmarks/organism_mechanisms.py``'s JSON) of finished models: a
+    name with "@" is a checkpoint measured during training (e.g. ``organism-vit-m8@C300``)."""
+    return {m: r for m, r in data["rows"].items() if "@" not in m}
+
+
+def write(folder, rows: dict, check) -> dict:
+    """``11_summary.json`` in ``folder``: the models, which show each mechanism, the best lens
+    share beside the paper's, and whether the live row reproduced the recorded one
+    (``check``: ``compare_rows``' table)."""
+    import json
+
+    best = max(rows, key=lambda m: rows[m]["lens_best_share"])
+    summary = {"models": list(rows),
+               "query_routing": [m for m, r in rows.items() if r["shows_query_routing"]],
+               "lens_object_words": [m for m, r in rows.items() if r["shows_lens_object_words"]],
+               "best_lens_model": best, "best_lens_share": rows[best]["lens_best_share"],
+               "paper_lens_share": PAPER["lens_best_share"],
+               "paper_ko_img_gen": PAPER["knockout_f1_all_layers"]["img->gen"],
+               "live_numbers": int(len(check)),
+               "live_same_as_recorded": int(check["same"].sum()), "nonsense": None}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "11_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
