@@ -187,6 +187,7 @@ Conclusion(finding.vs_paper(sweep), finding.what_we_found(summary, model_id))
 # [docs/organism.md, "Training variants"](../docs/organism.md#training-variants-what-makes-the-papers-mechanisms-appear)
 # describes the training choices (depth, a system message, a language-model
 # stage, an alignment stage) being tried to see whether the paper's route
-# appears, and [docs/fidelity.md](../docs/fidelity.md#where-the-organism-differs-from-the-paper-and-why)
+# appears (notebook 11 sets every trained variant's knockout curves beside the
+# paper's), and [docs/fidelity.md](../docs/fidelity.md#where-the-organism-differs-from-the-paper-and-why)
 # records the same measurements once, with their numbers. Our F1 uses the paper's
 # identity rule; where the judges differ is in [docs/fidelity.md, "Attention knockout"](../docs/fidelity.md#attention-knockout-whats-in-the-image).

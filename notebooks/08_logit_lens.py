@@ -150,6 +150,7 @@ Conclusion(finding.vs_paper(result.df, chance=summary["chance_share"]),
 #   circle at top left"), so the place is what its image tokens are pushed
 #   towards; a probe or an intervention on the patches would be needed to
 #   say more. [docs/organism.md, "Training variants"](../docs/organism.md#training-variants-what-makes-the-papers-mechanisms-appear)
-#   measures the lens share on other zoo members and training choices.
+#   measures the lens share on other zoo members and training choices, and
+#   notebook 11 draws it by depth for each of them beside the paper's.
 # - The lens is a *reading*, not an intervention: notebook 07 (ablation) and
 #   notebook 09 (last-position knockout) test where the information is used.
