@@ -207,12 +207,14 @@ def changes(model: str) -> str:
 
 def variants_table(rows: dict) -> "pd.DataFrame":
     """One row per measured model (``rows``: the JSON's model -> row), the paper's row first:
-    what it changes, how well it describes, knockout F1 of the three cuts in every layer, the
+    what it changes, how well it describes and its lowest short-answer accuracy (the bar is
+    0.95 on every kind), knockout F1 of the three cuts in every layer, the
     best lens share and its layer (as a share of depth), and the two verdicts."""
     import pandas as pd
 
     p = PAPER
     out = [{"model": "paper (LLaVA-1.5-7B)", "changes": "-", "layers": 32, "describe F1": None,
+            "lowest kind": None,
             "KO img->gen": p["knockout_f1_all_layers"]["img->gen"],
             "KO img->query": p["knockout_f1_all_layers"]["img->txt"],
             "KO both": p["knockout_f1_all_layers"]["img->txt+gen"],
@@ -221,8 +223,11 @@ def variants_table(rows: dict) -> "pd.DataFrame":
             "query routing": True, "lens object words": True}]
     for name, r in rows.items():
         f1 = r["knockout_f1_all_layers"]
+        acc = r.get("accuracy") or {}
+        kinds = [acc[k] for k in ("color", "shape", "where", "exists", "count") if k in acc]
         out.append({"model": name, "changes": changes(name), "layers": r["n_layers"],
-                    "describe F1": (r.get("accuracy") or {}).get("describe_f1"),
+                    "describe F1": acc.get("describe_f1"),
+                    "lowest kind": min(kinds) if kinds else None,
                     "KO img->gen": f1["img->gen"], "KO img->query": f1["img->txt"],
                     "KO both": f1["img->txt+gen"], "lens best share": r["lens_best_share"],
                     "lens best depth": round((r["lens_best_layer"] + 1) / r["n_layers"], 2),
