@@ -350,6 +350,19 @@ def test_ablations_as_batch_rows_equal_one_explicit_ablation_each(tiny, scene, m
         g["answer"].token_ids.tolist() for g in got[:3]]
     with pytest.raises(IndexError, match="token indices"):
         A.ablated_answers(tiny, p, [[n]], first, vector=mean.vector)
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        A.ablated_answers(tiny, p, sets, first, vector=mean.vector, batch=0)
+    with pytest.raises(ValueError, match="needs the mean vector"):
+        A.ablated_answers(tiny, p, sets, first)
+
+    # a processor that cannot repeat the prompt: one ablation at a time, the same results
+    monkeypatch.setattr(A, "_rows_ablated", rows)
+    monkeypatch.setattr(type(tiny), "repeated_inputs", lambda self, prepared, size: None)
+    alone = A.ablated_answers(tiny, p, sets, first, vector=mean.vector, max_new_tokens=6, batch=2)
+    for g, a in zip(got, alone):
+        assert a["answer"].token_ids.tolist() == g["answer"].token_ids.tolist()
+        assert a["p_first"] == pytest.approx(g["p_first"], abs=1e-5)
+        assert a["p_top"] == pytest.approx(g["p_top"], abs=1e-5)
 
 
 def test_loss_table_counts_and_intervals():

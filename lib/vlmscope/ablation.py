@@ -119,14 +119,19 @@ def ablated(vlm, prepared, tokens, vector: torch.Tensor | None = None, mode: str
     Decoding steps (one new token) are left alone, as are all positions. An
     empty ``tokens`` changes nothing at all.
     """
+    positions = _image_positions(prepared, tokens)
+    value = _ablation_value(mode, vector)  # written at the LM input, prefill only
+    with vlm.intervene(prepared, {"lm.input": set_at(positions, value)}):
+        yield
+
+
+def _ablation_value(mode: str, vector: torch.Tensor | None):
+    """What ablated tokens become: ``vector`` (``mode="mean"``) or 0.0 (``"zeros"``), checked."""
     if mode not in ("mean", "zeros"):
         raise ValueError(f"mode must be 'mean' or 'zeros', not {mode!r}")
     if mode == "mean" and vector is None:
         raise ValueError("mode='mean' needs the mean vector (see mean_vector)")
-    positions = _image_positions(prepared, tokens)
-    value = 0.0 if mode == "zeros" else vector  # written at the LM input, prefill only
-    with vlm.intervene(prepared, {"lm.input": set_at(positions, value)}):
-        yield
+    return 0.0 if mode == "zeros" else vector
 
 
 def _image_positions(prepared, tokens) -> torch.Tensor:
@@ -151,14 +156,12 @@ def ablated_answers(vlm, prepared, token_sets, first, vector: torch.Tensor | Non
     forward of their own. Where the processor cannot repeat the prompt (``repeated_inputs``
     is None) the sets run one at a time, as ``ablated``, ``generate`` and ``score`` would.
     """
-    if mode not in ("mean", "zeros"):
-        raise ValueError(f"mode must be 'mean' or 'zeros', not {mode!r}")
-    if mode == "mean" and vector is None:
-        raise ValueError("mode='mean' needs the mean vector (see mean_vector)")
+    if int(batch) < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+    value = _ablation_value(mode, vector)
     positions = [_image_positions(prepared, t) for t in token_sets]
-    value = 0.0 if mode == "zeros" else vector
     first = torch.as_tensor(first, dtype=torch.long).reshape(-1)[:1]
-    out, pos, size = [], 0, max(1, int(batch))
+    out, pos, size = [], 0, int(batch)
     while pos < len(positions):
         part = positions[pos:pos + size]
         inputs = vlm.repeated_inputs(prepared, len(part)) if len(part) > 1 else prepared.inputs
