@@ -216,6 +216,35 @@ def test_text_stage_trains_the_decoder_alone_on_the_scene_in_words(tiny_specs, t
     assert not _changed(before, r, "vision_tower")
 
 
+def test_text_stage_is_evaluated_with_the_scene_in_words_and_no_image(tiny_specs, tmp_path):
+    from vlmscope.datasets.synthetic import World
+    from vlmscope.organism.evaluate import evaluate_generate, raw_text_generate
+
+    r = Recipe(_cfg(steps_a=0, steps_b=0, steps_t=2, eval_every=1), tmp_path / "t", progress=False)
+    calls = []
+    r.run(evaluate=lambda recipe, stage: calls.append(stage) or {"ok": 1})
+    assert calls == ["T", "T"]  # every eval_every step of stage T; none of stage A (0 steps)
+
+    asked = []
+
+    def generate(images, questions):
+        asked.append((images, questions))
+        return ["?"] * len(questions)
+    evaluate_generate(generate, n=2, seed=5, text=True)
+    scenes = [s for s, _ in World().samples(2, 5)]
+    assert all(images is None for images, _ in asked)
+    questions = [q for _, qs in asked for q in qs]
+    assert all(any(q.startswith(s.description()) for s in scenes) for q in questions)
+    # the text-only generator prompts the decoder with no image token and decodes strings
+    answers = raw_text_generate(r.model, r.processor, max_new_tokens=2)(None, questions[:3])
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    image_id = r.model.config.image_token_id
+    prompt = r.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "text", "text": questions[0]}]}],
+        add_generation_prompt=True)
+    assert image_id not in r.tok(prompt)["input_ids"]
+
+
 def test_projector_stage_trains_the_projector_alone_on_descriptions(tiny_specs, tmp_path):
     r = Recipe(_cfg(steps_a=0, steps_b=0, steps_p=3, lr_p=3e-3), tmp_path / "p", progress=False)
     batch, labels, _ = r._qa_batch("P", 0)
@@ -258,6 +287,13 @@ def test_cli_trains_a_named_variant_with_its_options(monkeypatch, tmp_path):
     cfg = seen["cfg"]
     assert cfg.decoder == "m8" and cfg.system == VARIANTS["organism-vit-m8-lm"]["system"]
     assert (cfg.steps_t, cfg.steps_p, cfg.steps_b, cfg.batch) == (1000, 300, 7, 16)
+    assert cli.main(["organism", "train", "--model", "organism-vit-m-lm", "--out", str(tmp_path),
+                     "--lr-t", "5e-4"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.decoder, cfg.steps_t, cfg.steps_p, cfg.lr_t) == ("m", 1500, 300, 5e-4)
+    with pytest.raises(SystemExit):
+        cli.main(["organism", "train", "--model", "organism-vit-m-lm", "--out", str(tmp_path),
+                  "--lr-t", "0"])
     with pytest.raises(SystemExit, match="organism-vit-m8-lm"):
         cli.main(["organism", "train", "--model", "organism-nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="unknown decoder"):

@@ -44,6 +44,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a number > 0 (a learning rate)."""
+    if not (value := _flag_type(float, {})(text)) > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
 def _organism(args) -> int:
     from . import organism
     from .models import organisms
@@ -80,7 +87,7 @@ def _organism(args) -> int:
         else:
             raise SystemExit(f"unknown zoo member or variant {name!r}; known: "
                              f"{', '.join([*organism.ZOO, *organism.VARIANTS])}")
-        knobs = ("steps_a", "steps_t", "steps_p", "steps_b", "steps_c", "batch", "threads",
+        knobs = ("steps_a", "steps_t", "steps_p", "steps_b", "steps_c", "lr_t", "batch", "threads",
                  "eval_every", "decoder", "system", "tower_from")
         overrides = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
         if overrides.get("decoder") not in (None, *organism.DECODERS):
@@ -94,9 +101,12 @@ def _organism(args) -> int:
         recipe = Recipe(cfg, out, tower_cache=towers)
         evaluate = None
         if args.eval_every:
-            from .organism.evaluate import evaluate_generate, raw_generate
+            from .organism.evaluate import evaluate_generate, raw_generate, raw_text_generate
 
-            def evaluate(r):
+            def evaluate(r, stage):
+                if stage == "T":  # the decoder alone, the scene in words
+                    return evaluate_generate(raw_text_generate(r.model, r.processor), n=30,
+                                             seed=999, text=True)
                 return evaluate_generate(raw_generate(r.model, r.processor), n=30, seed=999)
         log = recipe.run(evaluate=evaluate)
         print(json.dumps({"model": name, "out": str(out), "seconds": log["total_seconds"]}))
@@ -392,6 +402,8 @@ def main(argv=None) -> int:
     for knob, least in (("steps-a", 0), ("steps-t", 0), ("steps-p", 0), ("steps-b", 0), ("steps-c", 0),
                         ("batch", 1), ("threads", 1), ("eval-every", 0)):
         org.add_argument(f"--{knob}", type=_at_least(least), default=None)
+    org.add_argument("--lr-t", type=_positive, default=None,
+                     help="learning rate of stage T, the text-only language-model stage (train)")
     org.add_argument("--decoder", default=None, help="decoder size for train (s, m, l, m8)")
     org.add_argument("--tower-from", default=None,
                      help="a trained member's directory whose vision tower replaces stage A")

@@ -18,6 +18,9 @@ VARIANTS = {
     # system message, and eight layers
     "organism-vit-m8-lm": dict(vision="vit", decoder="m8", system=LLAVA_SYSTEM,
                                steps_t=1000, steps_p=300),
+    # the language-model pre-stage alone, at a learning rate that lets it answer from
+    # the text (the m8-lm run's 1e-3 did not), then the alignment stage; four layers
+    "organism-vit-m-lm": dict(vision="vit", decoder="m", steps_t=1500, lr_t=3e-4, steps_p=300),
 }
 
 

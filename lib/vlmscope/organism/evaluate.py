@@ -9,7 +9,7 @@ import numpy as np
 from ..datasets.synthetic import COLORS, QUESTION_KINDS, SHAPES, World, parse_description, question
 
 __all__ = ["parse_description", "object_f1", "normalise", "evaluate_generate", "raw_generate",
-           "content_probe"]  # parse_description: the world's grammar (datasets.synthetic)
+           "raw_text_generate", "content_probe"]  # parse_description: the world's grammar (datasets.synthetic)
 
 
 def object_f1(predicted: str, reference: str) -> float:
@@ -29,19 +29,25 @@ def normalise(answer: str) -> str:
 
 
 def evaluate_generate(generate, n: int = 100, seed: int = 12345, world: World | None = None,
-                      kinds=QUESTION_KINDS, batch: int = 32) -> dict:
+                      kinds=QUESTION_KINDS, batch: int = 32, text: bool = False) -> dict:
     """Accuracy of ``generate(images, questions) -> answers`` on ``n`` fresh scenes.
 
     Every scene is asked one question of each kind. Returns a dict with
     exact-match accuracy per short-answer kind, ``describe_f1`` (mean
-    object-list F1), ``describe_exact`` and ``n``.
+    object-list F1), ``describe_exact`` and ``n``. ``text=True`` asks without
+    the image: ``generate`` gets ``None`` for the images and each question
+    follows the scene written in words, as training stage T writes it (the
+    decoder's accuracy as a language model, before it has seen an image).
     """
     world = world or World()
     items = [(s, q) for s, qs in world.samples(n, seed, kinds) for q in qs]
     answers: list[str] = []
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        answers += generate([s.image for s, _ in chunk], [q.text for _, q in chunk])
+        if text:
+            answers += generate(None, [f"{s.description()} {q.text}" for s, q in chunk])
+        else:
+            answers += generate([s.image for s, _ in chunk], [q.text for _, q in chunk])
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     for (scene, q), a in zip(items, answers):
         if q.kind == "describe":
@@ -71,6 +77,24 @@ def raw_generate(model, processor, max_new_tokens: int = 40):
                                  pad_token_id=processor.tokenizer.pad_token_id)
         return processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:],
                                                 skip_special_tokens=True)
+    return run
+
+
+def raw_text_generate(model, processor, max_new_tokens: int = 40):
+    """``raw_generate`` without an image: a text-only prompt to the language model alone."""
+    import torch
+
+    def run(images, questions):
+        texts = [processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": q}]}],
+            add_generation_prompt=True) for q in questions]
+        tok = processor.tokenizer
+        tok.padding_side = "left"
+        inputs = tok(texts, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        return tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     return run
 
 

@@ -83,7 +83,7 @@ class TrainConfig:
     # Options for variants (docs/organism.md); the defaults leave the recipe as bundled.
     system: str = ""  # a system message before the first turn (its new words extend the vocab)
     steps_t: int = 0  # stage T: text-only language-model pre-stage of the decoder
-    lr_t: float = 1e-3
+    lr_t: float = 1e-3  # organism-vit-m-lm uses 3e-4: at 1e-3 stage T never answered from the text
     steps_p: int = 0  # stage P: projector-only alignment on descriptions
     lr_p: float = 1e-3
     # a trained member's directory whose vision tower replaces stage A (same vision design)
@@ -314,7 +314,11 @@ class Recipe:
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
     def run(self, evaluate=None) -> dict:
-        """Train all stages (resuming if a checkpoint exists), then ``save_pretrained``."""
+        """Train all stages (resuming if a checkpoint exists), then ``save_pretrained``.
+
+        ``evaluate(recipe, stage)``, if given, runs every ``eval_every`` steps of
+        every stage but A; its dict is printed beside the stage and step.
+        """
         state = self._load_checkpoint()
         if "A" not in state.get("done", []) and state.get("stage") != "A" and (
                 self._tower_from() if self.cfg.tower_from else self._load_tower()):
@@ -366,9 +370,9 @@ class Recipe:
             if (step + 1) % self.cfg.ckpt_every == 0 or last:
                 now = elapsed + time.perf_counter() - t0
                 self._save_checkpoint(stage, step + 1, opt, now, losses, state.get("done", []))
-            if evaluate and stage not in ("A", "T") and ((step + 1) % self.cfg.eval_every == 0 or last):
-                self.model.eval()
-                bar.write(f"[{stage} {step + 1}] {json.dumps(evaluate(self))}")
+            if evaluate and stage != "A" and ((step + 1) % self.cfg.eval_every == 0 or last):
+                self.model.eval()  # stage T: evaluate(recipe, "T") asks with the scene in words
+                bar.write(f"[{stage} {step + 1}] {json.dumps(evaluate(self, stage))}")
                 self.model.train()
         seconds = elapsed + time.perf_counter() - t0
         self.log["stages"][stage] = {"steps": steps, "seconds": round(seconds, 1),
