@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -192,3 +193,45 @@ def test_autograd_bytes_counts_saved_tensors_and_weight_grads(hbench):
         net.requires_grad_(True)
         net(x).sum().backward()
     assert unfrozen.grads == grads
+
+
+def _agreement_rows(model, seeds, methods, value):
+    rows = []
+    for s in seeds:
+        for m in methods:
+            for t in ("auroc", "causal_spearman"):
+                rows.append({"model": model, "scene_seed": s, "kind": "color", "method": m,
+                             "truth": t, "value": value(s, m, t), "reference": m == "causal",
+                             "oracle": False, "causal": m == "causal", "correct": True,
+                             "question": f"q{s}", "answer": "red", "seconds": 0.1,
+                             "peak_bytes": 2.0**20, "_key": f"{model}-{s}-{len(methods)}"})
+    return pd.DataFrame(rows)
+
+
+def test_agreement_study_merges_run_groups_and_keeps_one_copy_of_each_reference_row(tmp_path,
+                                                                                    capsys):
+    study = _load_script(SCRIPT.parent / "agreement_study.py")
+    value = lambda s, m, t: (s * 7 + len(m) + len(t)) % 10 / 10  # noqa: E731
+    cheap = _agreement_rows("a", [1, 2, 3], ["causal", "attention", "gradient"], value)
+    igos = _agreement_rows("a", [1, 2, 3], ["causal", "igos+"], value)
+    merged = study.merge([cheap, igos])
+    # the causal reference rows of both runs are one copy; every method's rows are kept
+    assert len(merged) == 3 * 2 * 4
+    assert merged.groupby("method").size().to_dict() == {"attention": 6, "causal": 6,
+                                                        "gradient": 6, "igos+": 6}
+    assert "_key" not in merged
+    # two runs that disagree on a shared row were made with other settings: refused
+    other = igos.copy()
+    other.loc[other.method == "causal", "value"] += 0.5
+    with pytest.raises(ValueError, match="disagree"):
+        study.merge([cheap, other])
+    # the report reads the saved rows alone; a method on one member only is not pooled
+    b = _agreement_rows("b", [4, 5], ["causal", "attention", "gradient"], value)
+    path = tmp_path / "rows.parquet"
+    study.merge([cheap, igos, b]).to_parquet(path, index=False)
+    assert study.main(["--rows", str(path), "--n-resamples", "50"]) == 0
+    text = capsys.readouterr().out
+    pooled = text.split("### pooled over 2 members")[1].split("cost per map")[0]
+    assert "igos+" in text.split("### `b`")[0] and "igos+" not in pooled
+    mean = merged[(merged.method == "attention") & (merged.truth == "auroc")].value.mean()
+    assert f"| attention | {mean:.2f} [" in text.split("### `b`")[0]
