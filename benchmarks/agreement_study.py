@@ -77,6 +77,15 @@ def report(df: pd.DataFrame, n_resamples: int = 2000) -> str:
                    + str(w.groupby("truth").width.median().round(2).to_dict()))
         out.append("\nranking:\n\n" + markdown(AG.ranking(df[df.model == model]).round(2)
                                               [["geometric", "causal", "shift"]]))
+    glance = df[df.truth.isin(["auroc", "causal_spearman"]) & (df.method != "causal")]
+    glance = glance.pivot_table(index="method", columns=["model", "truth"], values="value",
+                                aggfunc="mean")
+    out.append("\n### every member at a glance: AUROC against the mask / Spearman with the "
+               "causal map\n")
+    out.append(markdown(pd.DataFrame(
+        {m: [f"{glance.loc[i, (m, 'auroc')]:.2f} / {glance.loc[i, (m, 'causal_spearman')]:.2f}"
+             if np.isfinite(glance.loc[i, (m, "auroc")]) else "" for i in glance.index]
+         for m in dict.fromkeys(glance.columns.get_level_values(0))}, index=glance.index)))
     everywhere = df.groupby("method").model.nunique()
     common = everywhere[everywhere == df.model.nunique()].index
     pooled = df[df.method.isin(common)]
