@@ -1,6 +1,7 @@
 """The variant x mechanism row: consistent numbers, and a lens share checked from scratch."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -39,7 +40,10 @@ def test_row_is_consistent(row_and_vlm):
     assert set(row["ablation_lost"]) <= {"object", "object+1", "random"}
     f1 = row["knockout_f1_all_layers"]
     assert row["shows_query_routing"] == (f1["img->gen"] >= QUERY_ROUTING_F1
+                                          and f1["img->gen"] - f1["img->txt+gen"] >= QUERY_ROUTING_F1
                                           and f1["img->txt"] <= QUERY_CUT_F1)
+    exact = row["knockout_exact_f1_all_layers"]  # colour, shape and place all right
+    assert set(exact) == set(f1) and all(0 <= v <= 1 for v in exact.values())
     assert row["shows_lens_object_words"] == (row["lens_best_share"] >= LENS_SHARE)
     assert set(row["accuracy"]) >= {"color", "describe_f1"}
 
@@ -155,6 +159,25 @@ def test_what_we_found_and_vs_paper_follow_the_rows():
     assert "b shows object words in the lens" in both
     t = M.vs_paper({"a": _row(lens=0.07)})
     assert t["a"].tolist() == [0.0, 1.0, 0.07] and t["paper (LLaVA-1.5-7B)"].tolist()[0] == 0.4
+
+
+def test_query_routing_needs_more_than_the_language_prior():
+    from vlmscope.organism import mechanisms as M
+
+    paper = {"img->gen": 0.4, "img->txt": 0.05, "img->txt+gen": 0.0}
+    assert M.routes_through_query(paper)
+    # the same F1 with both cuts: shapes guessed without the image (organism-vit-m-lm)
+    assert not M.routes_through_query({**paper, "img->txt+gen": 0.35})
+    assert not M.routes_through_query({**paper, "img->txt": 0.9})  # the query cut must hurt
+    assert not M.routes_through_query({**paper, "img->gen": 0.1})
+    prior = _row(ko_gen=0.37, ko_txt=0.93)
+    prior["knockout_f1_all_layers"]["img->txt+gen"] = 0.43
+    prior["knockout_exact_f1_all_layers"] = {"img->gen": 0.0}
+    text = M.what_we_found({"lm": prior})
+    assert "no more than with both cuts (0.43)" in text and "exact-object F1 0.00" in text
+    assert "a language prior" not in M.what_we_found({"a": _row(ko_gen=0.4, ko_txt=0.1)})
+    t = M.variants_table({"lm": prior, "a": _row()})
+    assert t["KO img->gen exact"].iloc[1] == 0.0 and pd.isna(t["KO img->gen exact"].iloc[2])
 
 
 def test_compare_rows_flags_a_number_that_moved(tmp_path):
