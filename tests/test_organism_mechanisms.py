@@ -141,6 +141,7 @@ def test_finished_rows_drop_checkpoints_and_the_table_puts_the_paper_first():
     rows = M.finished_rows({"rows": {"organism-vit-m": _row(), "organism-vit-m8@C300": _row(),
                                      "organism-vit-m8": _row(L=8)}})
     assert list(rows) == ["organism-vit-m", "organism-vit-m8"]
+    assert M.changes("organism-vit-m8@C300") == "8 decoder layers; the checkpoint at C300"
     t = M.variants_table(rows)
     assert t.model.tolist()[0].startswith("paper") and t.model.tolist()[1:] == list(rows)
     assert t.changes.tolist()[1:] == ["the bundled recipe (vit tower, 4-layer decoder)",

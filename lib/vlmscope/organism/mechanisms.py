@@ -202,6 +202,9 @@ def changes(model: str) -> str:
     from . import VARIANTS, ZOO
     from .build import DECODERS
 
+    if "@" in model:  # a checkpoint measured during training, e.g. organism-vit-m-lm@B2400
+        base, at = model.split("@", 1)
+        return f"{changes(base)}; the checkpoint at {at}"
     if model in ZOO:
         vision, decoder = ZOO[model]
         return (f"the bundled recipe ({vision} tower, {DECODERS[decoder].layers}-layer "
