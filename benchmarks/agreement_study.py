@@ -47,7 +47,9 @@ def merge(frames) -> pd.DataFrame:
             bad = spread[spread > 1e-6].index[0]
             raise ValueError(f"two runs disagree on the row {dict(zip(KEYS, bad))}: "
                              "were they made with the same settings?")
-    return df.drop_duplicates(KEYS, keep="first").reset_index(drop=True)
+    # one order whatever the order of the stores, so the bootstrap intervals are too
+    return (df.drop_duplicates(KEYS, keep="first")
+            .sort_values(KEYS, kind="stable", key=lambda c: c.astype(str)).reset_index(drop=True))
 
 
 def markdown(frame: pd.DataFrame) -> str:

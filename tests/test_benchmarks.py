@@ -220,6 +220,7 @@ def test_agreement_study_merges_run_groups_and_keeps_one_copy_of_each_reference_
     assert merged.groupby("method").size().to_dict() == {"attention": 6, "causal": 6,
                                                         "gradient": 6, "igos+": 6}
     assert "_key" not in merged
+    pd.testing.assert_frame_equal(merged, study.merge([igos, cheap]))  # the stores' order is moot
     # two runs that disagree on a shared row were made with other settings: refused
     other = igos.copy()
     other.loc[other.method == "causal", "value"] += 0.5
