@@ -11,7 +11,7 @@ NB_ARGS    ?=
 # notebooks executed at once (each kernel gets an equal share of the CPU threads; docs/performance.md)
 NB_JOBS    ?= 2
 PYTEST_ARGS ?=
-# The oldest transformers the suite passes on, read from pyproject.toml ("transformers>=X,<6"):
+# The oldest transformers the suite passes on, read from pyproject.toml ("transformers>=X,<Y"):
 # `make test-floor` runs the fast tests in a second environment pinned to exactly that release.
 FLOOR_VENV ?= .venv-floor
 TRANSFORMERS_FLOOR := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
@@ -37,7 +37,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 $(FLOOR_VENV)/.installed: pyproject.toml
-	@test -n "$(TRANSFORMERS_FLOOR)" || { echo "no transformers>=X,<6 in pyproject.toml" >&2; exit 1; }
+	@test -n "$(TRANSFORMERS_FLOOR)" || { echo "no transformers>=X,<Y in pyproject.toml" >&2; exit 1; }
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vlmscope
+from vlmscope.loading import TRANSFORMERS_CEILING, TRANSFORMERS_SPEC
 from vlmscope.models import (TRANSFORMERS_FLOOR, ModelLoadError, check_loading_info,
                              check_transformers_version)
 
@@ -89,18 +90,43 @@ def test_many_keys_are_summarised():
         check_loading_info(info, "x")
 
 
-def test_version_floor():
-    check_transformers_version(TRANSFORMERS_FLOOR)
-    check_transformers_version("5.24.0")
-    check_transformers_version()  # the installed release is at or above the floor
+def test_version_floor_and_ceiling():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say inside the tested range
+        for v in (TRANSFORMERS_FLOOR, "5.24.0", TRANSFORMERS_CEILING, TRANSFORMERS_CEILING + ".dev0"):
+            check_transformers_version(v)
+        check_transformers_version()  # the installed release is inside the declared range
     for old in ("5.5.4", "5.0.0", "4.57.1"):
         with pytest.raises(ModelLoadError, match=rf"transformers {re.escape(old)} is older than"):
             check_transformers_version(old)
+    for new in ("5.26.0", "5.30.1", "6.0.0"):  # pip refuses these; a forced install is warned of
+        with pytest.warns(RuntimeWarning, match=rf"transformers {re.escape(new)} is newer than "
+                                                 rf"{re.escape(TRANSFORMERS_CEILING)}"):
+            check_transformers_version(new)
+
+
+def test_the_installed_transformers_is_inside_the_declared_range():
+    """The suite runs on what it declares: CI's `make test` installs the newest release allowed,
+    which must be the ceiling the suite was last run on (a newer one means raise the cap after
+    running the suite on it, not before)."""
+    import transformers
+    from packaging.specifiers import SpecifierSet
+
+    assert transformers.__version__ in SpecifierSet(TRANSFORMERS_SPEC), transformers.__version__
+    assert TRANSFORMERS_FLOOR in SpecifierSet(TRANSFORMERS_SPEC)
+    assert TRANSFORMERS_CEILING in SpecifierSet(TRANSFORMERS_SPEC)
+    floor, cap = TRANSFORMERS_SPEC.split(",")
+    assert floor == f">={TRANSFORMERS_FLOOR}"
+    # the cap is the minor release after the ceiling: every patch of the ceiling's minor is allowed
+    major, minor = TRANSFORMERS_CEILING.split(".")[:2]
+    assert cap == f"<{major}.{int(minor) + 1}"
 
 
 def test_floor_is_the_declared_one():
     for f in ("pyproject.toml", "environment.yml"):
-        assert f"transformers>={TRANSFORMERS_FLOOR},<6" in (ROOT / f).read_text(), f
+        assert f"transformers{TRANSFORMERS_SPEC}" in (ROOT / f).read_text(), f
 
 
 def test_load_draws_no_weight_loading_bar_unless_asked_and_restores_the_setting(capfd):

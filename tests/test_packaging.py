@@ -51,7 +51,7 @@ def test_ci_runs_the_fast_tests_at_the_declared_floor():
     import subprocess
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    floor = next(re.match(r"transformers>=([\d.]+),<6$", d).group(1) for d in deps
+    floor = next(re.match(r"transformers>=([\d.]+),<[\d.]+$", d).group(1) for d in deps
                  if d.startswith("transformers"))
     assert "make test-floor" in (ROOT / ".ci" / "run").read_text()
     plan = subprocess.run(["make", "-n", "-B", "test-floor"], cwd=ROOT, capture_output=True, text=True,

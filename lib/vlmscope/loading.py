@@ -54,12 +54,17 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-# The oldest transformers on which the whole suite passes (pyproject.toml declares it).
+# The oldest and the newest transformers the whole suite has passed on; pyproject.toml declares
+# ">=FLOOR,<next minor after CEILING" (TRANSFORMERS_SPEC). A release outside it is untested:
+# 5.25.0, for one, changed what InternVL's processor counts as image tokens.
 TRANSFORMERS_FLOOR = "5.23.0"
+TRANSFORMERS_CEILING = "5.25.0"
+TRANSFORMERS_SPEC = ">=5.23.0,<5.26"
 
 
 def check_transformers_version(version: str | None = None) -> None:
-    """``ModelLoadError`` for a transformers older than ``TRANSFORMERS_FLOOR``.
+    """``ModelLoadError`` for a transformers older than ``TRANSFORMERS_FLOOR``; a warning for one
+    newer than ``TRANSFORMERS_CEILING`` (pip refuses it, but a user can force it).
 
     5.0.0-5.5.4 load the organism with a random vision tower (their key
     renaming misses its checkpoint names) and say so only in a log; up to
@@ -80,7 +85,14 @@ def check_transformers_version(version: str | None = None) -> None:
             f"transformers {have} is older than {TRANSFORMERS_FLOOR}, the oldest release vlmscope is "
             f"tested on (5.0-5.5 load some checkpoints with random weights, later ones fail "
             f"parts of the test suite); "
-            f"upgrade with: pip install 'transformers>={TRANSFORMERS_FLOOR},<6'")
+            f"upgrade with: pip install 'transformers{TRANSFORMERS_SPEC}'")
+    if parts(have)[:2] > parts(TRANSFORMERS_CEILING)[:2]:
+        import warnings
+        warnings.warn(
+            f"transformers {have} is newer than {TRANSFORMERS_CEILING}, the newest release vlmscope's "
+            f"tests have run on; a processor or model class may have changed under it (check "
+            f"`python -m vlmscope models --selftest` and the test suite), or install "
+            f"'transformers{TRANSFORMERS_SPEC}'", RuntimeWarning, stacklevel=3)
 
 
 def _expected_absent(model) -> set[str]:
@@ -239,5 +251,6 @@ def _map_device(device_map) -> torch.device:
 
 
 __all__ = ["load_checkpoint", "ModelLoadError", "organisms", "data_dir", "DEFAULT_ORGANISM",
-           "TRANSFORMERS_FLOOR", "check_transformers_version", "check_loading_info",
+           "TRANSFORMERS_FLOOR", "TRANSFORMERS_CEILING", "TRANSFORMERS_SPEC", "check_transformers_version",
+           "check_loading_info",
            "default_device", "default_dtype", "quiet_progress"]
