@@ -218,7 +218,7 @@ def test_text_stage_trains_the_decoder_alone_on_the_scene_in_words(tiny_specs, t
 
 def test_text_stage_is_evaluated_with_the_scene_in_words_and_no_image(tiny_specs, tmp_path):
     from vlmscope.datasets.synthetic import World
-    from vlmscope.organism.evaluate import evaluate_generate, raw_text_generate
+    from vlmscope.organism.evaluate import evaluate_generate, raw_generate
 
     r = Recipe(_cfg(steps_a=0, steps_b=0, steps_t=2, eval_every=1), tmp_path / "t", progress=False)
     calls = []
@@ -236,13 +236,24 @@ def test_text_stage_is_evaluated_with_the_scene_in_words_and_no_image(tiny_specs
     questions = [q for _, qs in asked for q in qs]
     assert all(any(q.startswith(s.description()) for s in scenes) for q in questions)
     # the text-only generator prompts the decoder with no image token and decodes strings
-    answers = raw_text_generate(r.model, r.processor, max_new_tokens=2)(None, questions[:3])
+    answers = raw_generate(r.model, r.processor, max_new_tokens=2)(None, questions[:3])
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
     image_id = r.model.config.image_token_id
     prompt = r.processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "text", "text": questions[0]}]}],
         add_generation_prompt=True)
     assert image_id not in r.tok(prompt)["input_ids"]
+    # the same generator with images prompts through the processor, image tokens included
+    seen = []
+    hook = r.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"]),
+                                             with_kwargs=True)
+    try:
+        with_images = raw_generate(r.model, r.processor, max_new_tokens=1)(
+            [s.image for s in scenes], ["what colour is it ?"] * 2)
+    finally:
+        hook.remove()
+    assert len(with_images) == 2 and all(isinstance(a, str) for a in with_images)
+    assert (seen[0] == image_id).sum() > 0
 
 
 def test_projector_stage_trains_the_projector_alone_on_descriptions(tiny_specs, tmp_path):

@@ -101,13 +101,11 @@ def _organism(args) -> int:
         recipe = Recipe(cfg, out, tower_cache=towers)
         evaluate = None
         if args.eval_every:
-            from .organism.evaluate import evaluate_generate, raw_generate, raw_text_generate
+            from .organism.evaluate import evaluate_generate, raw_generate
 
-            def evaluate(r, stage):
-                if stage == "T":  # the decoder alone, the scene in words
-                    return evaluate_generate(raw_text_generate(r.model, r.processor), n=30,
-                                             seed=999, text=True)
-                return evaluate_generate(raw_generate(r.model, r.processor), n=30, seed=999)
+            def evaluate(r, stage):  # stage T: the decoder alone, the scene in words, no image
+                return evaluate_generate(raw_generate(r.model, r.processor), n=30, seed=999,
+                                         text=stage == "T")
         log = recipe.run(evaluate=evaluate)
         print(json.dumps({"model": name, "out": str(out), "seconds": log["total_seconds"]}))
     return 0

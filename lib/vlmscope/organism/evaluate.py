@@ -9,7 +9,7 @@ import numpy as np
 from ..datasets.synthetic import COLORS, QUESTION_KINDS, SHAPES, World, parse_description, question
 
 __all__ = ["parse_description", "object_f1", "normalise", "evaluate_generate", "raw_generate",
-           "raw_text_generate", "content_probe"]  # parse_description: the world's grammar (datasets.synthetic)
+           "content_probe"]  # parse_description: the world's grammar (datasets.synthetic)
 
 
 def object_f1(predicted: str, reference: str) -> float:
@@ -63,34 +63,22 @@ def evaluate_generate(generate, n: int = 100, seed: int = 12345, world: World | 
 
 
 def raw_generate(model, processor, max_new_tokens: int = 40):
-    """A batched greedy ``generate(images, questions)`` over a bare model and processor."""
+    """A batched greedy ``generate(images, questions)`` over a bare model and processor.
+
+    ``images=None`` asks the language model alone: a text-only prompt with no
+    image token, tokenised by the tokenizer (stage T's evaluation).
+    """
     import torch
 
     def run(images, questions):
+        head = [] if images is None else [{"type": "image"}]
         texts = [processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
-            add_generation_prompt=True) for q in questions]
-        processor.tokenizer.padding_side = "left"
-        inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=processor.tokenizer.pad_token_id)
-        return processor.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:],
-                                                skip_special_tokens=True)
-    return run
-
-
-def raw_text_generate(model, processor, max_new_tokens: int = 40):
-    """``raw_generate`` without an image: a text-only prompt to the language model alone."""
-    import torch
-
-    def run(images, questions):
-        texts = [processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "text", "text": q}]}],
+            [{"role": "user", "content": head + [{"type": "text", "text": q}]}],
             add_generation_prompt=True) for q in questions]
         tok = processor.tokenizer
         tok.padding_side = "left"
-        inputs = tok(texts, return_tensors="pt", padding=True)
+        inputs = (tok(texts, return_tensors="pt", padding=True) if images is None else
+                  processor(text=texts, images=images, return_tensors="pt", padding=True))
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
