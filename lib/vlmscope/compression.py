@@ -220,7 +220,7 @@ def describe(vlm, image, cfg: CompressionConfig = CompressionConfig()) -> Contex
     steps = max(1, rec.generation.token_ids.numel())
     attn = maps[:, :steps].float().mean(1)  # [L, n_image]
     out = vlm.model(**rec.prepared.inputs, use_cache=True)
-    return Context(rec.prepared, rec.generation, attn, out.past_key_values)
+    return Context(rec.prepared, rec.generation, attn, out[_cache_name(vlm.model)])
 
 
 def top_image_tokens(image_attention: torch.Tensor, k: int) -> torch.Tensor:
@@ -350,6 +350,14 @@ class Answer:
     k: int  # image tokens kept per layer
 
 
+def _cache_name(model) -> str:
+    """The KV cache's argument and output name: ``cache`` from transformers 5.25, before it
+    ``past_key_values`` (5.25 still takes the old name, with a deprecation notice)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _stop_ids(vlm) -> set[int]:
     eos = vlm.model.generation_config.eos_token_id
     stop = set(eos if isinstance(eos, (list, tuple)) else [eos])
@@ -375,7 +383,7 @@ def greedy_from_cache(vlm, cache, ids: torch.Tensor, positions: torch.Tensor,
     for _ in range(max_new_tokens):
         mask = torch.ones(1, cache.get_seq_length() + inp.shape[1], dtype=torch.long, device=dev)
         out = vlm.model(input_ids=inp, position_ids=pos, attention_mask=mask,
-                        past_key_values=cache, use_cache=True)
+                        **{_cache_name(vlm.model): cache}, use_cache=True)
         rows.append(out.logits[0].float().cpu())  # [q, vocab]
         nxt = int(out.logits[0, -1].argmax())
         if nxt in stop:

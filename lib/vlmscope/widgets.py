@@ -27,7 +27,6 @@ the ``Explorer`` contract above); a split by study would be the next step.
 from __future__ import annotations
 
 import html
-import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -548,10 +547,8 @@ class CompressionExplorer(Explorer):
         if i not in self.contexts:
             self.contexts[i] = C.describe(self.vlm, self.items[i].image, self.config)
         ctx = self.contexts[i]
-        with warnings.catch_warnings():  # transformers' notice about its cache argument, which a
-            warnings.filterwarnings("ignore", message=".*past_key_values.*")  # reader can't act on
-            a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
-                         self.config)
+        a = C.answer(self.vlm, ctx, values["question"], values["variant"], values["k_frac"],
+                     self.config)
         self.state = {**values, "text": a.text, "kept_tokens": a.kept_tokens,
                       "full_tokens": a.full_tokens, "k": a.k,
                       "description": ctx.generation.text}
