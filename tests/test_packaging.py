@@ -58,4 +58,9 @@ def test_ci_runs_the_fast_tests_at_the_declared_floor():
                           check=True).stdout
     assert f'"transformers=={floor}"' in plan and "torch==2.13.0" in plan
     assert '-m pytest -m "not slow"' in plan
-    assert f"transformers {floor}" in (ROOT / "README.md").read_text().replace("transformers\n", "transformers ")
+    readme = (ROOT / "README.md").read_text().replace("transformers\n", "transformers ")
+    assert f"transformers {floor}" in readme
+    # the ceiling the main suite runs on is named, with the range as declared
+    from vlmscope.loading import TRANSFORMERS_CEILING, TRANSFORMERS_SPEC
+    assert f"transformers {TRANSFORMERS_CEILING}" in readme
+    assert f"transformers{TRANSFORMERS_SPEC}" in readme
