@@ -251,6 +251,6 @@ def _map_device(device_map) -> torch.device:
 
 
 __all__ = ["load_checkpoint", "ModelLoadError", "organisms", "data_dir", "DEFAULT_ORGANISM",
-           "TRANSFORMERS_FLOOR", "TRANSFORMERS_CEILING", "TRANSFORMERS_SPEC", "check_transformers_version",
-           "check_loading_info",
+           "TRANSFORMERS_FLOOR", "TRANSFORMERS_CEILING", "TRANSFORMERS_SPEC",
+           "check_transformers_version", "check_loading_info",
            "default_device", "default_dtype", "quiet_progress"]
