@@ -380,10 +380,11 @@ def greedy_from_cache(vlm, cache, ids: torch.Tensor, positions: torch.Tensor,
     dev = vlm.device
     inp, pos = ids[None].to(dev), positions[None].to(dev)  # [1, n]
     stop, new, rows = _stop_ids(vlm), [], []
+    cache_arg = _cache_name(vlm.model)
     for _ in range(max_new_tokens):
         mask = torch.ones(1, cache.get_seq_length() + inp.shape[1], dtype=torch.long, device=dev)
         out = vlm.model(input_ids=inp, position_ids=pos, attention_mask=mask,
-                        **{_cache_name(vlm.model): cache}, use_cache=True)
+                        **{cache_arg: cache}, use_cache=True)
         rows.append(out.logits[0].float().cpu())  # [q, vocab]
         nxt = int(out.logits[0, -1].argmax())
         if nxt in stop:
